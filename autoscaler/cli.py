@@ -1,0 +1,233 @@
+"""`predictive-autoscaler` command line. Bad input exits with status 2 and one line naming the flag,
+file or line at fault; no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from autoscaler.model import MetricKind
+from autoscaler.simulate.engine import POLICIES
+from autoscaler.simulate.scenario import ScenarioError, default_scenario
+from autoscaler.simulate.trace import Trace, TraceError, load_bundled_trace, load_trace
+
+__all__ = ["main"]
+
+PROG = "predictive-autoscaler"
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind: str, test: Callable[[float], bool]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}")
+        return value
+
+    return parse
+
+
+def _whole(kind: str, test: Callable[[int], bool]) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}")
+        return value
+
+    return parse
+
+
+_fraction = _number("in (0, 1]", lambda v: 0 < v <= 1)
+_positive = _number("a positive number", lambda v: v > 0)
+_non_negative_days = _number("a non-negative number of days", lambda v: v >= 0)
+_seconds = _whole("a non-negative multiple of 15 seconds", lambda v: v >= 0 and v % 15 == 0)
+_replicas = _whole("a replica count >= 1", lambda v: v >= 1)
+
+
+def _policies(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("no policy named")
+    for name in names:
+        if name not in POLICIES:
+            raise argparse.ArgumentTypeError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"policy named twice in {text!r}")
+    return names
+
+
+def _sweep(text: str) -> list[float]:
+    values = [_fraction(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("no target utilization given")
+    return sorted(set(values))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Predictive autoscaler for Kubernetes Deployments.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sim = commands.add_parser(
+        "simulate",
+        help="replay a traffic trace through the autoscaling policies and score them",
+        description=(
+            "Replay a trace (CSV timestamp,value; value = load units per step) on a simulated "
+            "cluster and score each policy against a perfect-foresight oracle "
+            "(definitions: README, 'Scores'). Without --trace, the bundled NASA July 1995 trace."
+        ),
+    )
+    sim.add_argument("--trace", type=Path, help="trace CSV (default: the bundled NASA trace)")
+    sim.add_argument(
+        "--kind",
+        choices=[k.value for k in (MetricKind.CPU, MetricKind.REQUESTS)],
+        default=MetricKind.REQUESTS.value,
+        help="cpu: observed load is capped at ready capacity; requests: it is not (default: requests)",
+    )
+    sim.add_argument(
+        "--policy",
+        type=_policies,
+        default=list(POLICIES),
+        help=f"comma-separated policies (default: {','.join(POLICIES)})",
+    )
+    sim.add_argument(
+        "--startup-delay",
+        type=_seconds,
+        metavar="S",
+        help="seconds from pod creation to ready (default 120)",
+    )
+    sim.add_argument(
+        "--target-utilization",
+        type=_fraction,
+        metavar="U",
+        help="target utilization of a pod's capacity (default 0.7)",
+    )
+    sim.add_argument(
+        "--capacity",
+        type=_positive,
+        metavar="C",
+        help="load units/s one pod serves at 100 %% (default: p99 demand / 20)",
+    )
+    sim.add_argument("--min-replicas", type=_replicas, metavar="N", help="default 1")
+    sim.add_argument("--max-replicas", type=_replicas, metavar="N", help="default 200")
+    sim.add_argument(
+        "--warmup-days",
+        type=_non_negative_days,
+        metavar="D",
+        help="unscored history at the start (default 2)",
+    )
+    sim.add_argument(
+        "--sweep",
+        type=_sweep,
+        metavar="U,U,...",
+        help="also run every policy at these target utilizations and report the "
+        "cost at equal service level, e.g. 0.5,0.6,0.7,0.8,0.9",
+    )
+    sim.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    sim.add_argument(
+        "--timeline", type=Path, metavar="OUT.csv", help="write one CSV row per simulated step"
+    )
+    sim.add_argument("--plot", type=Path, metavar="OUT.png", help="write a PNG of the run")
+    return parser
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal; silent when stderr is a file or a pipe."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last = ""
+
+    def __call__(self, label: str, fraction: float) -> None:
+        filled = int(fraction * 30)
+        line = f"\r{label:<22} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}"
+        if line != self._last:
+            self._stream.write(line)
+            self._stream.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self._last:
+            self._stream.write("\r" + " " * len(self._last) + "\r")
+            self._stream.flush()
+
+
+def _writable(path: Path, flag: str) -> Path:
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {parent} does not exist")
+    return path
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from autoscaler.simulate.report import to_json, to_text
+    from autoscaler.simulate.study import run_study
+
+    for flag, path in (("--timeline", args.timeline), ("--plot", args.plot)):
+        if path is not None:
+            _writable(path, flag)
+    trace: Trace = load_bundled_trace() if args.trace is None else load_trace(args.trace)
+    scenario = default_scenario(
+        trace,
+        MetricKind(args.kind),
+        capacity=args.capacity,
+        target_utilization=args.target_utilization,
+        startup_delay_s=args.startup_delay,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        warmup_s=None if args.warmup_days is None else round(args.warmup_days * 86_400),
+    )
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        study = run_study(trace, scenario, args.policy, args.sweep or (), progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(to_json(study), indent=2))
+    else:
+        print(to_text(study), end="")
+    if args.timeline is not None:
+        from autoscaler.simulate.timeline import write_timeline
+
+        write_timeline(study, args.timeline)
+    if args.plot is not None:
+        from autoscaler.simulate.plot import write_plot
+
+        write_plot(study, args.plot)
+    for flag, path in (("timeline", args.timeline), ("plot", args.plot)):
+        if path is not None and not args.json:
+            print(f"{flag} written to {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "simulate":
+            return _simulate(args)
+    except (TraceError, ScenarioError, UsageError) as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command!r}")

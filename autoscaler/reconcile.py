@@ -1,0 +1,107 @@
+"""One tick of the controller, the same in a cluster and in the simulator.
+
+For every opted-in workload: read its state and config, fetch its load, decide, act, record. The stages
+are protocols so that the simulator plugs in a trace-backed source and a simulated cluster while the
+policy and this loop stay exactly what runs in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from autoscaler.model import LoadSnapshot, Target, TargetRef
+from autoscaler.policy import Decision, DecisionHistory, Policy, PolicyInputs
+
+__all__ = [
+    "Actuator",
+    "ClusterReader",
+    "DecisionMemory",
+    "MetricsSource",
+    "MetricsUnavailable",
+    "Recorder",
+    "Stages",
+    "TickReport",
+    "reconcile_once",
+]
+
+
+class MetricsUnavailable(Exception):
+    """The metrics backend could not answer this tick; the policy holds and the next tick retries."""
+
+
+class ClusterReader(Protocol):
+    def targets(self) -> Sequence[Target]: ...
+
+
+class MetricsSource(Protocol):
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
+        """Latest load per target; a target absent from the result has no usable metrics."""
+        ...
+
+
+class Actuator(Protocol):
+    def apply(self, decision: Decision) -> bool:
+        """Make the workload run `decision.replicas`; True when it now does (or already did)."""
+        ...
+
+
+class Recorder(Protocol):
+    def record(self, decision: Decision, applied: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    reader: ClusterReader
+    source: MetricsSource
+    policy: Policy
+    actuator: Actuator
+    recorder: Recorder
+
+
+@dataclass(slots=True)
+class DecisionMemory:
+    """Decision history per target, carried from tick to tick; forgotten with the target."""
+
+    histories: dict[TargetRef, DecisionHistory] = field(default_factory=dict)
+
+    def get(self, ref: TargetRef) -> DecisionHistory:
+        return self.histories.get(ref) or _EMPTY
+
+    def keep_only(self, refs: set[TargetRef]) -> None:
+        for gone in [ref for ref in self.histories if ref not in refs]:
+            del self.histories[gone]
+
+
+_EMPTY = DecisionHistory()
+_NO_LOAD = LoadSnapshot()
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    decisions: tuple[Decision, ...]
+    metrics_available: bool
+
+
+def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickReport:
+    targets = stages.reader.targets()
+    try:
+        loads = stages.source.observe(targets, now)
+        available = True
+    except MetricsUnavailable:
+        loads = {}
+        available = False
+    decisions: list[Decision] = []
+    for target in targets:
+        ref = target.state.ref
+        history = memory.get(ref)
+        decision = stages.policy.decide(PolicyInputs(target, loads.get(ref, _NO_LOAD), history, now))
+        applied = stages.actuator.apply(decision) if decision.changed else True
+        memory.histories[ref] = history.after(
+            decision, applied=applied, keep_s=stages.policy.memory_s(target.config)
+        )
+        stages.recorder.record(decision, applied)
+        decisions.append(decision)
+    memory.keep_only({t.state.ref for t in targets})
+    return TickReport(tuple(decisions), available)

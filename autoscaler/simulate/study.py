@@ -1,0 +1,74 @@
+"""A simulation study: the chosen policies on one trace at the scenario's settings, optionally a sweep
+of target utilizations, scored against the oracle and compared with the HPA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from autoscaler.simulate.engine import Grid, RunResult, run
+from autoscaler.simulate.scenario import Scenario
+from autoscaler.simulate.scoring import Scores, SloCost, cost_at_slo, score
+from autoscaler.simulate.trace import Trace
+
+__all__ = ["Study", "SweepResult", "run_study"]
+
+# Called with (what is running, fraction done).
+StudyProgress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    policy: str
+    points: tuple[tuple[float, Scores], ...]  # (target utilization, scores)
+    slo: SloCost
+
+
+@dataclass(frozen=True, slots=True)
+class Study:
+    trace: Trace
+    scenario: Scenario
+    oracle_pod_hours: float
+    runs: tuple[RunResult, ...]  # at the scenario's own settings, in the order asked for
+    scores: tuple[Scores, ...]
+    sweep: tuple[SweepResult, ...]
+
+    def scores_of(self, policy: str) -> Scores | None:
+        for run_, scores in zip(self.runs, self.scores, strict=True):
+            if run_.policy == policy:
+                return scores
+        return None
+
+
+def run_study(
+    trace: Trace,
+    scenario: Scenario,
+    policies: Sequence[str],
+    sweep: Sequence[float] = (),
+    progress: StudyProgress | None = None,
+) -> Study:
+    grid = Grid.over(trace, scenario.step_s)
+    # The oracle is the yardstick of every cost figure, asked for or not; it ignores utilization.
+    oracle = run("oracle", grid, scenario)
+    oracle_pod_hours = score(oracle, 1.0).pod_hours
+
+    def simulate(name: str, at: Scenario) -> RunResult:
+        if name == "oracle":
+            return oracle
+        label = f"{name} u*={at.target_utilization:g}"
+        tick = None if progress is None else (lambda f: progress(label, f))
+        return run(name, grid, at, tick)
+
+    runs = tuple(simulate(name, scenario) for name in policies)
+    scores = tuple(score(r, oracle_pod_hours) for r in runs)
+    sweeps: list[SweepResult] = []
+    for name in policies if sweep else ():
+        points: list[tuple[float, Scores]] = []
+        for u in sweep:
+            if u == scenario.target_utilization:
+                # The default run already is this point.
+                points.append((u, scores[list(policies).index(name)]))
+            else:
+                points.append((u, score(simulate(name, scenario.with_utilization(u)), oracle_pod_hours)))
+        sweeps.append(SweepResult(name, tuple(points), cost_at_slo(points)))
+    return Study(trace, scenario, oracle_pod_hours, runs, scores, tuple(sweeps))

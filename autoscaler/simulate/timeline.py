@@ -1,0 +1,58 @@
+"""The step-by-step timeline of a study as CSV, for anyone who wants to check a score by hand."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from autoscaler.model import MetricKind
+from autoscaler.simulate.study import Study
+
+__all__ = ["write_timeline"]
+
+
+def _scraped(study: Study) -> np.ndarray:
+    """The demand as a scrape shows it (window mean, late by the lag), before any saturation."""
+    sc = study.scenario
+    window = sc.metric_window_s // sc.step_s
+    lag = sc.metric_lag_s // sc.step_s
+    demand = study.runs[0].grid.demand if study.runs else np.empty(0)
+    means = np.convolve(demand, np.ones(window) / window, mode="full")[: len(demand)]
+    shown = np.full(len(demand), np.nan)
+    first = window - 1 + lag
+    if first < len(demand):
+        shown[first:] = means[window - 1 : len(demand) - lag]
+    return shown
+
+
+def write_timeline(study: Study, path: Path) -> None:
+    """One row per simulated step: time, demand, what a scrape shows, and per policy ready and
+    desired replicas (and, for CPU traces, the saturated load that policy saw)."""
+    if not study.runs:
+        return
+    grid = study.runs[0].grid
+    cpu = study.scenario.kind is MetricKind.CPU
+    header = ["time", "demand", "observed"]
+    for r in study.runs:
+        header += [f"{r.policy}_ready", f"{r.policy}_desired"]
+        if cpu and r.policy != "oracle":
+            header.append(f"{r.policy}_observed")
+    shown = _scraped(study)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(header)
+        for k, t in enumerate(grid.times.tolist()):
+            row: list[str] = [
+                datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                f"{grid.demand[k]:.6g}",
+                "" if np.isnan(shown[k]) else f"{shown[k]:.6g}",
+            ]
+            for r in study.runs:
+                row += [str(r.ready[k]), str(r.desired[k])]
+                if cpu and r.policy != "oracle":
+                    seen = r.observed[k]
+                    row.append("" if np.isnan(seen) else f"{seen:.6g}")
+            out.writerow(row)

@@ -1,0 +1,130 @@
+"""The simulated cluster and what Prometheus would show of it, as the stages `reconcile_once` expects.
+
+`SimCluster` is one Deployment: pods bill from creation and turn ready `startup_delay` later; a change
+of the desired count creates or removes pods at once (newest first, which with a fixed start-up delay
+is also not-ready first). `SimMetrics` serves the aggregate load a scrape would report: the mean over
+the metric window, visible after the lag, and for CPU traces capped at what the ready pods could serve.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+
+from autoscaler.model import (
+    Bounds,
+    LoadSnapshot,
+    MetricKind,
+    Sample,
+    Target,
+    TargetConfig,
+    TargetRef,
+    WorkloadState,
+)
+from autoscaler.policy import Decision
+from autoscaler.simulate.scenario import Scenario
+
+__all__ = ["SimCluster", "SimMetrics", "SimRecorder", "target_config"]
+
+
+def target_config(scenario: Scenario) -> TargetConfig:
+    """The annotations a user would set to get the scenario's target utilization."""
+    bounds = Bounds(scenario.min_replicas, scenario.max_replicas)
+    if scenario.kind is MetricKind.CPU:
+        return TargetConfig(
+            metrics=(MetricKind.CPU,),
+            bounds=bounds,
+            target_utilization=scenario.target_utilization,
+        )
+    return TargetConfig(
+        metrics=(MetricKind.REQUESTS,),
+        bounds=bounds,
+        target_utilization=scenario.target_utilization,
+        target_requests_per_pod=scenario.target_utilization * scenario.capacity,
+    )
+
+
+class SimCluster:
+    """One Deployment; `now` is advanced by the engine's manual clock."""
+
+    def __init__(self, ref: TargetRef, scenario: Scenario, initial_replicas: int, start: float):
+        self.ref = ref
+        self.now = start
+        self._delay = scenario.startup_delay_s
+        self._config = target_config(scenario)
+        self._cpu_request = scenario.capacity if scenario.kind is MetricKind.CPU else None
+        # Creation times, oldest first; the initial pods are ready at the start.
+        self._created: list[float] = [start - self._delay] * initial_replicas
+
+    @property
+    def pods(self) -> int:
+        return len(self._created)
+
+    @property
+    def ready(self) -> int:
+        return bisect_right(self._created, self.now - self._delay)
+
+    def targets(self) -> Sequence[Target]:
+        state = WorkloadState(
+            ref=self.ref,
+            spec_replicas=len(self._created),
+            ready_replicas=self.ready,
+            pod_cpu_request=self._cpu_request,
+        )
+        return (Target(state, self._config),)
+
+    def apply(self, decision: Decision) -> bool:
+        wanted = decision.replicas
+        have = len(self._created)
+        if wanted > have:
+            self._created.extend([self.now] * (wanted - have))
+        elif wanted < have:
+            del self._created[wanted:]
+        return True
+
+
+class SimMetrics:
+    """Aggregate load as a scrape would show it at the engine's current step.
+
+    `signal` is filled by the engine step by step: the demand itself for request-rate traces (counted at
+    the load balancer, never capped), the load actually served for CPU traces (a saturated pod cannot
+    use more CPU than it has).
+    """
+
+    def __init__(self, ref: TargetRef, scenario: Scenario, signal: list[float]):
+        self._ref = ref
+        self._kind = scenario.kind
+        self._window = scenario.metric_window_s // scenario.step_s
+        self._lag = scenario.metric_lag_s // scenario.step_s
+        self._lag_s = float(scenario.metric_lag_s)
+        self._signal = signal
+        self.step = 0
+
+    def latest(self) -> float | None:
+        end = self.step - self._lag + 1
+        begin = end - self._window
+        if begin < 0:
+            return None
+        return sum(self._signal[begin:end]) / self._window
+
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
+        value = self.latest()
+        if value is None:
+            return {}
+        sample = Sample(value, now - self._lag_s)
+        if self._kind is MetricKind.CPU:
+            return {self._ref: LoadSnapshot(cpu=sample)}
+        return {self._ref: LoadSnapshot(requests=sample)}
+
+
+class SimRecorder:
+    """Keeps the decisions that changed the replica count, for reports and the timeline."""
+
+    def __init__(self) -> None:
+        self.changes: list[Decision] = []
+        self.ticks = 0
+
+    def record(self, decision: Decision, applied: bool) -> None:
+        self.ticks += 1
+        if decision.changed and applied:
+            self.changes.append(decision)
