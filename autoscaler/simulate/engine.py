@@ -57,9 +57,13 @@ class RunResult:
 
 
 def _needed(grid: Grid, scenario: Scenario) -> IntArray:
-    """Pods that serve all demand at 100 % (the relative epsilon absorbs float noise in D/c)."""
-    raw = np.ceil(grid.demand / scenario.capacity - 1e-9).astype(np.int64)
-    return np.maximum(scenario.min_replicas, raw)
+    """Pods that serve all demand of each step at 100 %. Demand is linear within a step and pods
+    change only at step boundaries, so a step needs what its higher end needs (the epsilon
+    absorbs float noise in D/c)."""
+    peak = np.maximum(grid.demand, np.append(grid.demand[1:], grid.demand[-1]))
+    raw = np.ceil(peak / scenario.capacity - 1e-9).astype(np.int64)
+    needed: IntArray = np.maximum(raw, scenario.min_replicas)
+    return needed
 
 
 def _initial_replicas(grid: Grid, scenario: Scenario) -> int:

@@ -20,11 +20,14 @@ def _scraped(study: Study) -> np.ndarray:
     window = sc.metric_window_s // sc.step_s
     lag = sc.metric_lag_s // sc.step_s
     demand = study.runs[0].grid.demand if study.runs else np.empty(0)
-    means = np.convolve(demand, np.ones(window) / window, mode="full")[: len(demand)]
+    # Trapezoid weights: the exact mean of a signal that is linear between steps.
+    weights = np.ones(window + 1) / window
+    weights[0] = weights[-1] = 0.5 / window
+    means = np.convolve(demand, weights, mode="full")[: len(demand)]
     shown = np.full(len(demand), np.nan)
-    first = window - 1 + lag
+    first = window + lag
     if first < len(demand):
-        shown[first:] = means[window - 1 : len(demand) - lag]
+        shown[first:] = means[window : len(demand) - lag]
     return shown
 
 

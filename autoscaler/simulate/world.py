@@ -101,11 +101,15 @@ class SimMetrics:
         self.step = 0
 
     def latest(self) -> float | None:
+        """Mean of the signal over the window that ended `lag` ago. The signal is linear between
+        steps, so the trapezoid rule over the window's end points is its exact mean."""
         end = self.step - self._lag + 1
-        begin = end - self._window
+        begin = end - self._window - 1
         if begin < 0:
             return None
-        return sum(self._signal[begin:end]) / self._window
+        signal = self._signal
+        inner = sum(signal[begin + 1 : end - 1])
+        return (inner + 0.5 * (signal[begin] + signal[end - 1])) / self._window
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         value = self.latest()
