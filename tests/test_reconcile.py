@@ -1,0 +1,109 @@
+"""`reconcile_once`, the tick shared by the controller and the simulator: a metrics outage makes every
+target hold (never scale down blind) and the next tick acts again; a failed actuation is not counted
+as a scale event; a target that disappears is forgotten; unchanged targets are not actuated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.model import (
+    Bounds,
+    LoadSnapshot,
+    MetricKind,
+    Sample,
+    Target,
+    TargetConfig,
+    TargetRef,
+    WorkloadState,
+)
+from autoscaler.policy import Decision, HpaPolicy, Reason
+from autoscaler.reconcile import DecisionMemory, MetricsUnavailable, Stages, reconcile_once
+
+CONFIG = TargetConfig(metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50),
+                      target_requests_per_pod=10.0)  # fmt: skip
+A, B = TargetRef("ns", "a"), TargetRef("ns", "b")
+
+
+@dataclass
+class Cluster:
+    replicas: dict[TargetRef, int]
+    refuse: bool = False
+    patches: list[tuple[TargetRef, int]] = field(default_factory=list)
+
+    def targets(self) -> Sequence[Target]:
+        return tuple(Target(WorkloadState(ref, n, n), CONFIG) for ref, n in self.replicas.items())
+
+    def apply(self, decision: Decision) -> bool:
+        self.patches.append((decision.ref, decision.replicas))
+        if self.refuse:
+            return False
+        self.replicas[decision.ref] = decision.replicas
+        return True
+
+
+@dataclass
+class Metrics:
+    rps: dict[TargetRef, float]
+    down: bool = False
+
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
+        if self.down:
+            raise MetricsUnavailable("prometheus unreachable")
+        return {ref: LoadSnapshot(requests=Sample(v, now - 30)) for ref, v in self.rps.items()}
+
+
+@dataclass
+class Log:
+    seen: list[tuple[Decision, bool]] = field(default_factory=list)
+
+    def record(self, decision: Decision, applied: bool) -> None:
+        self.seen.append((decision, applied))
+
+
+def make(
+    replicas: dict[TargetRef, int], rps: dict[TargetRef, float]
+) -> tuple[Stages, Cluster, Metrics, Log]:
+    cluster, metrics, log = Cluster(replicas), Metrics(rps), Log()
+    return Stages(cluster, metrics, HpaPolicy(), cluster, log), cluster, metrics, log
+
+
+def test_outage_holds_then_recovers() -> None:
+    stages, cluster, metrics, _ = make({A: 10}, {A: 20.0})
+    memory = DecisionMemory()
+    metrics.down = True
+    report = reconcile_once(stages, memory, 1000.0)
+    assert not report.metrics_available
+    assert report.decisions[0].reasons == (Reason.METRICS_MISSING,)
+    assert cluster.replicas[A] == 10
+    assert cluster.patches == []
+    metrics.down = False
+    # Load would allow 2 pods, but the hold is remembered by the stabilization window.
+    reconcile_once(stages, memory, 1015.0)
+    assert cluster.replicas[A] == 10
+    reconcile_once(stages, memory, 1301.0)
+    assert cluster.replicas[A] == 2
+
+
+def test_failed_actuation_is_not_a_scale_event() -> None:
+    stages, cluster, _, log = make({A: 2}, {A: 60.0})
+    cluster.refuse = True
+    memory = DecisionMemory()
+    reconcile_once(stages, memory, 1000.0)
+    assert log.seen[-1][1] is False
+    assert memory.get(A).scale_events == ()
+    cluster.refuse = False
+    reconcile_once(stages, memory, 1015.0)
+    assert cluster.replicas[A] == 6
+    assert [e.delta for e in memory.get(A).scale_events] == [4]
+
+
+def test_unchanged_targets_are_not_patched_and_gone_ones_forgotten() -> None:
+    stages, cluster, _, _ = make({A: 2, B: 3}, {A: 20.0, B: 30.0})
+    memory = DecisionMemory()
+    reconcile_once(stages, memory, 1000.0)
+    assert cluster.patches == []
+    assert set(memory.histories) == {A, B}
+    del cluster.replicas[B]
+    reconcile_once(stages, memory, 1015.0)
+    assert set(memory.histories) == {A}
