@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import NoReturn, TextIO, TypeVar
 
 from autoscaler.model import MetricKind
 from autoscaler.simulate.engine import POLICIES
@@ -18,6 +18,7 @@ from autoscaler.simulate.trace import Trace, TraceError, load_bundled_trace, loa
 
 __all__ = ["main"]
 
+T = TypeVar("T")
 PROG = "predictive-autoscaler"
 EXIT_USAGE = 2
 
@@ -31,30 +32,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _number(kind: str, test: Callable[[float], bool]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
+def _checked(
+    convert: Callable[[str], T], noun: str, kind: str, test: Callable[[T], bool]
+) -> Callable[[str], T]:
+    """An argparse type: `convert`, then `test`; argparse prefixes the flag to our message."""
+
+    def parse(text: str) -> T:
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or not test(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}")
-        return value
-
-    return parse
-
-
-def _whole(kind: str, test: Callable[[int], bool]) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if not test(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not {kind}")
         return value
 
     return parse
+
+
+def _number(kind: str, test: Callable[[float], bool]) -> Callable[[str], float]:
+    return _checked(float, "a number", kind, lambda v: math.isfinite(v) and test(v))
+
+
+def _whole(kind: str, test: Callable[[int], bool]) -> Callable[[str], int]:
+    return _checked(int, "a whole number", kind, test)
 
 
 _fraction = _number("in (0, 1]", lambda v: 0 < v <= 1)
