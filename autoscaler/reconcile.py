@@ -103,5 +103,6 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         )
         stages.recorder.record(decision, applied)
         decisions.append(decision)
-    memory.keep_only({t.state.ref for t in targets})
+    if len(memory.histories) > len(targets):
+        memory.keep_only({t.state.ref for t in targets})
     return TickReport(tuple(decisions), available)

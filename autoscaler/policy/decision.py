@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from autoscaler.model import LoadSnapshot, MetricKind, Target, TargetConfig, TargetRef
 
@@ -52,6 +52,17 @@ class ScaleEvent:
     delta: int
 
 
+Entry = TypeVar("Entry", Recommendation, ScaleEvent)
+
+
+def _unexpired(entries: tuple[Entry, ...], cutoff: float) -> tuple[Entry, ...]:
+    # Entries are appended in time order, so the expired ones are a prefix.
+    first = 0
+    while first < len(entries) and entries[first].at <= cutoff:
+        first += 1
+    return entries[first:] if first else entries
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionHistory:
     recommendations: tuple[Recommendation, ...] = ()
@@ -62,9 +73,8 @@ class DecisionHistory:
         stays bounded however long the controller runs."""
         now = decision.at
         cutoff = now - keep_s
-        recs = tuple(r for r in self.recommendations if r.at > cutoff)
-        recs += (Recommendation(now, decision.recommendation),)
-        events = tuple(e for e in self.scale_events if e.at > cutoff)
+        recs = (*_unexpired(self.recommendations, cutoff), Recommendation(now, decision.recommendation))
+        events = _unexpired(self.scale_events, cutoff)
         if applied and decision.replicas != decision.current:
             events += (ScaleEvent(now, decision.replicas - decision.current),)
         return DecisionHistory(recs, events)

@@ -18,7 +18,7 @@ predictive policy. It follows the upstream replica calculator and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from autoscaler.model import MetricKind, TargetConfig, WorkloadState
@@ -66,6 +66,12 @@ class HpaBehavior:
     scale_down_rules: tuple[ScalingRule, ...] = (ScalingRule(RuleKind.PERCENT, 100, 15.0),)
     # A metric older than this is treated as missing: acting on it would be acting blind.
     max_sample_age_s: float = 180.0
+    # Longest look-back of the rules and the scale-up window, fixed at construction (read each tick).
+    longest_s: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        periods = [r.period_s for r in self.scale_up_rules + self.scale_down_rules]
+        object.__setattr__(self, "longest_s", max([self.scale_up_stabilization_s, *periods]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +139,13 @@ def normalize(
     """Stabilization, rate limits and bounds applied to a proposal; returns the final count and the
     guards that changed it."""
     reasons: list[Reason] = []
-    up_floor = down_ceiling = proposal
+    recs = history.recommendations
     up_cutoff = now - behavior.scale_up_stabilization_s
     down_cutoff = now - config.scale_down_stabilization_s
-    for rec in history.recommendations:
-        if rec.at > up_cutoff:
-            up_floor = min(up_floor, rec.replicas)
-        if rec.at > down_cutoff:
-            down_ceiling = max(down_ceiling, rec.replicas)
+    up_floor = min((r.replicas for r in recs if r.at > up_cutoff), default=proposal)
+    down_ceiling = max((r.replicas for r in recs if r.at > down_cutoff), default=proposal)
+    up_floor = min(up_floor, proposal)
+    down_ceiling = max(down_ceiling, proposal)
     stabilized = min(max(current, up_floor), down_ceiling)
     if stabilized != proposal:
         reasons.append(Reason.HELD_BY_STABILIZATION)
@@ -170,8 +175,7 @@ class HpaPolicy:
         return "hpa"
 
     def memory_s(self, config: TargetConfig) -> float:
-        periods = [r.period_s for r in self.behavior.scale_up_rules + self.behavior.scale_down_rules]
-        return max([config.scale_down_stabilization_s, self.behavior.scale_up_stabilization_s, *periods])
+        return max(config.scale_down_stabilization_s, self.behavior.longest_s)
 
     def decide(self, inputs: PolicyInputs) -> Decision:
         state = inputs.target.state
