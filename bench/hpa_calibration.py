@@ -41,7 +41,7 @@ def main() -> None:
         ours = (
             f"{slo.pod_hours / study.oracle_pod_hours:.3f}"
             if slo.pod_hours is not None
-            else f"not reached ({slo.lowest_unserved_pct:.2f} % at 0.5)"
+            else f"not reached (lowest {slo.lowest_unserved_pct:.2f} %)"
         )
         ref_cost, ref_over = REFERENCE.get(trace.name, ("?", "?"))
         print(
