@@ -10,6 +10,9 @@ from enum import Enum
 
 __all__ = [
     "Bounds",
+    "ForecastQuality",
+    "Forecasts",
+    "LoadForecast",
     "LoadSnapshot",
     "MetricKind",
     "Sample",
@@ -64,6 +67,8 @@ class WorkloadState:
     pod_cpu_request: float | None = None
     pod_memory_request: float | None = None
     rollout_in_progress: bool = False
+    # Median seconds recent new pods took from creation to Ready; None until one was seen.
+    measured_startup_s: float | None = None
 
     @property
     def unready_replicas(self) -> int:
@@ -99,6 +104,69 @@ class LoadSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ForecastQuality:
+    """How the forecasts already made for one target and metric compared with what happened.
+
+    `checked` counts scored forecasts in the rolling window; `scaled_error` is their mean absolute
+    error over that of "no change since the last observation" (below 1 beats it); `coverage` is the
+    share of actuals at or under the upper bound the policy scales for.
+    """
+
+    checked: int
+    scaled_error: float | None
+    coverage: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadForecast:
+    """Aggregate load expected over the coming buckets for one metric of one target.
+
+    Point `i` is the mean load over the bucket `[times[i], times[i] + step_s)`; `upper` is the upper
+    bound of the model's prediction interval at `level`.
+    """
+
+    kind: MetricKind
+    made_at: float
+    step_s: float
+    times: tuple[float, ...]
+    mean: tuple[float, ...]
+    upper: tuple[float, ...]
+    level: float
+    quality: ForecastQuality
+
+    def __post_init__(self) -> None:
+        if not len(self.times) == len(self.mean) == len(self.upper) > 0:
+            raise ValueError("a forecast needs matching, non-empty times, mean and upper")
+
+    def peak_upper(self, start: float, end: float) -> float | None:
+        """Highest upper bound of the buckets that overlap `[start, end]`; None when the forecast
+        does not reach `end` (it is too old or too short to cover the lead time)."""
+        if self.times[-1] + self.step_s < end:
+            return None
+        peak: float | None = None
+        for t, upper in zip(self.times, self.upper, strict=True):
+            if t + self.step_s > start and t <= end:
+                peak = upper if peak is None else max(peak, upper)
+        return peak
+
+
+@dataclass(frozen=True, slots=True)
+class Forecasts:
+    """The latest forecast per metric kind for one target; None where there is none."""
+
+    cpu: LoadForecast | None = None
+    memory: LoadForecast | None = None
+    requests: LoadForecast | None = None
+
+    def get(self, kind: MetricKind) -> LoadForecast | None:
+        if kind is MetricKind.CPU:
+            return self.cpu
+        if kind is MetricKind.MEMORY:
+            return self.memory
+        return self.requests
+
+
+@dataclass(frozen=True, slots=True)
 class TargetConfig:
     """How one workload is to be scaled (from annotations in a cluster, from the scenario in the
     simulator).
@@ -112,6 +180,10 @@ class TargetConfig:
     target_utilization: float = 0.7
     target_requests_per_pod: float | None = None
     scale_down_stabilization_s: float = 300.0
+    # Pod start-up time to plan ahead for; None means measured from the pods themselves.
+    startup_s: float | None = None
+    # Level of the prediction interval whose upper bound replicas are sized for.
+    confidence: float = 0.8
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -124,6 +196,10 @@ class TargetConfig:
             raise ValueError("the requests metric needs a positive target_requests_per_pod")
         if self.scale_down_stabilization_s < 0:
             raise ValueError("scale-down stabilization must be non-negative")
+        if self.startup_s is not None and self.startup_s < 0:
+            raise ValueError("start-up time must be non-negative")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
 
     def per_pod_target(self, kind: MetricKind, state: WorkloadState) -> float | None:
         """Load one pod should carry for `kind`, or None when the workload lacks the request it

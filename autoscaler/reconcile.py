@@ -11,18 +11,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from autoscaler.model import LoadSnapshot, Target, TargetRef
+from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
 from autoscaler.policy import Decision, DecisionHistory, Policy, PolicyInputs
 
 __all__ = [
     "Actuator",
     "ClusterReader",
     "DecisionMemory",
+    "Forecaster",
     "MetricsSource",
     "MetricsUnavailable",
     "Recorder",
     "Stages",
     "TickReport",
+    "WithoutForecasts",
     "reconcile_once",
 ]
 
@@ -41,6 +43,24 @@ class MetricsSource(Protocol):
         ...
 
 
+class Forecaster(Protocol):
+    def forecasts(
+        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+    ) -> Mapping[TargetRef, Forecasts]:
+        """Takes this tick's observations in and returns the latest forecast per target; a target
+        absent from the result has none (the policy then falls back to reactive scaling)."""
+        ...
+
+
+class WithoutForecasts:
+    """The forecaster stage of a purely reactive controller, such as the HPA baseline."""
+
+    def forecasts(
+        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+    ) -> Mapping[TargetRef, Forecasts]:
+        return {}
+
+
 class Actuator(Protocol):
     def apply(self, decision: Decision) -> bool:
         """Make the workload run `decision.replicas`; True when it now does (or already did)."""
@@ -55,6 +75,7 @@ class Recorder(Protocol):
 class Stages:
     reader: ClusterReader
     source: MetricsSource
+    forecaster: Forecaster
     policy: Policy
     actuator: Actuator
     recorder: Recorder
@@ -76,6 +97,7 @@ class DecisionMemory:
 
 _EMPTY = DecisionHistory()
 _NO_LOAD = LoadSnapshot()
+_NO_FORECASTS = Forecasts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +114,15 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
     except MetricsUnavailable:
         loads = {}
         available = False
+    forecasts = stages.forecaster.forecasts(targets, loads, now)
     decisions: list[Decision] = []
     for target in targets:
         ref = target.state.ref
         history = memory.get(ref)
-        decision = stages.policy.decide(PolicyInputs(target, loads.get(ref, _NO_LOAD), history, now))
+        inputs = PolicyInputs(
+            target, loads.get(ref, _NO_LOAD), history, now, forecasts.get(ref, _NO_FORECASTS)
+        )
+        decision = stages.policy.decide(inputs)
         applied = stages.actuator.apply(decision) if decision.changed else True
         memory.histories[ref] = history.after(
             decision, applied=applied, keep_s=stages.policy.memory_s(target.config)

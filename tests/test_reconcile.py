@@ -18,7 +18,13 @@ from autoscaler.model import (
     WorkloadState,
 )
 from autoscaler.policy import Decision, HpaPolicy, Reason
-from autoscaler.reconcile import DecisionMemory, MetricsUnavailable, Stages, reconcile_once
+from autoscaler.reconcile import (
+    DecisionMemory,
+    MetricsUnavailable,
+    Stages,
+    WithoutForecasts,
+    reconcile_once,
+)
 
 CONFIG = TargetConfig(metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50),
                       target_requests_per_pod=10.0)  # fmt: skip
@@ -65,7 +71,8 @@ def make(
     replicas: dict[TargetRef, int], rps: dict[TargetRef, float]
 ) -> tuple[Stages, Cluster, Metrics, Log]:
     cluster, metrics, log = Cluster(replicas), Metrics(rps), Log()
-    return Stages(cluster, metrics, HpaPolicy(), cluster, log), cluster, metrics, log
+    stages = Stages(cluster, metrics, WithoutForecasts(), HpaPolicy(), cluster, log)
+    return stages, cluster, metrics, log
 
 
 def test_outage_holds_then_recovers() -> None:

@@ -3,18 +3,23 @@
 from autoscaler.policy.decision import (
     Decision,
     DecisionHistory,
+    Mode,
     Policy,
     PolicyInputs,
     Reason,
 )
 from autoscaler.policy.hpa import HpaBehavior, HpaPolicy
+from autoscaler.policy.predictive import PredictivePolicy, TrustRules
 
 __all__ = [
     "Decision",
     "DecisionHistory",
     "HpaBehavior",
     "HpaPolicy",
+    "Mode",
     "Policy",
     "PolicyInputs",
+    "PredictivePolicy",
     "Reason",
+    "TrustRules",
 ]

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, TypeVar
 
-from autoscaler.model import LoadSnapshot, MetricKind, Target, TargetConfig, TargetRef
+from autoscaler.model import Forecasts, LoadSnapshot, MetricKind, Target, TargetConfig, TargetRef
 
 __all__ = [
     "Decision",
     "DecisionHistory",
+    "Mode",
     "Policy",
     "PolicyInputs",
     "Reason",
@@ -34,6 +35,21 @@ class Reason(Enum):
     CLAMPED_TO_MIN = "clamped-to-min"
     CLAMPED_TO_MAX = "clamped-to-max"
     METRICS_MISSING = "metrics-missing"
+    PREDICTIVE_SCALE_UP = "predictive-scale-up"
+    FORECAST_HOLDS = "forecast-holds"
+    FALLBACK_NO_FORECAST = "fallback-no-forecast"
+    FALLBACK_SHORT_HISTORY = "fallback-short-history"
+    FALLBACK_POOR_ACCURACY = "fallback-poor-accuracy"
+    FALLBACK_STALE_FORECAST = "fallback-stale-forecast"
+    ROLLOUT_IN_PROGRESS = "rollout-in-progress"
+
+
+class Mode(Enum):
+    """Which part of the policy set the target."""
+
+    PREDICTIVE = "predictive"
+    REACTIVE = "reactive"
+    HOLD = "hold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,8 @@ def _unexpired(entries: tuple[Entry, ...], cutoff: float) -> tuple[Entry, ...]:
 class DecisionHistory:
     recommendations: tuple[Recommendation, ...] = ()
     scale_events: tuple[ScaleEvent, ...] = ()
+    # Metrics whose forecasts the trust gate currently rejects (it re-arms with hysteresis).
+    untrusted: frozenset[MetricKind] = frozenset()
 
     def after(self, decision: Decision, *, applied: bool, keep_s: float) -> DecisionHistory:
         """The history with this decision added and anything older than `keep_s` dropped, so it
@@ -77,7 +95,7 @@ class DecisionHistory:
         events = _unexpired(self.scale_events, cutoff)
         if applied and decision.replicas != decision.current:
             events += (ScaleEvent(now, decision.replicas - decision.current),)
-        return DecisionHistory(recs, events)
+        return DecisionHistory(recs, events, decision.untrusted)
 
     def replicas_changed_since(self, since: float) -> tuple[int, int]:
         """(added, removed) over the events strictly after `since`."""
@@ -91,12 +109,16 @@ class DecisionHistory:
         return added, removed
 
 
+NO_FORECASTS = Forecasts()
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyInputs:
     target: Target
     load: LoadSnapshot
     history: DecisionHistory
     now: float
+    forecasts: Forecasts = NO_FORECASTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +134,14 @@ class Decision:
     metric: MetricKind | None = None
     load: float | None = None
     per_pod_target: float | None = None
+    mode: Mode = Mode.REACTIVE
+    reactive_replicas: int | None = None
+    predictive_replicas: int | None = None
+    forecast_metric: MetricKind | None = None
+    forecast_peak: float | None = None
+    forecast_level: float | None = None
+    lead_s: float | None = None
+    untrusted: frozenset[MetricKind] = frozenset()
 
     @property
     def changed(self) -> bool:
@@ -126,7 +156,15 @@ class Decision:
         basis = f"{self.metric.value} load {self.load:.4g}"
         if self.per_pod_target is not None:
             basis += f" at {self.per_pod_target:.4g}/pod"
-        return f"{head}: {why}; {basis}, proposal {self.recommendation}"
+        line = f"{head}: {why}; {basis}, proposal {self.recommendation}"
+        if self.forecast_peak is not None and self.forecast_metric is not None:
+            level = f"{self.forecast_level:.0%} ≤ " if self.forecast_level is not None else ""
+            line += (
+                f"; forecast {self.forecast_metric.value} {level}{self.forecast_peak:.4g} "
+                f"within {self.lead_s:.0f}s lead → {self.predictive_replicas}, "
+                f"reactive {self.reactive_replicas}"
+            )
+        return line
 
 
 class Policy(Protocol):

@@ -25,18 +25,22 @@ from autoscaler.model import MetricKind, TargetConfig, WorkloadState
 from autoscaler.policy.decision import (
     Decision,
     DecisionHistory,
+    Mode,
     PolicyInputs,
     Reason,
 )
 
 __all__ = [
+    "DEFAULT_BEHAVIOR",
     "HpaBehavior",
     "HpaPolicy",
     "MetricProposal",
+    "ReactiveProposal",
     "RuleKind",
     "ScalingRule",
     "normalize",
     "propose_for_metric",
+    "reactive_proposal",
 ]
 
 
@@ -72,6 +76,9 @@ class HpaBehavior:
     def __post_init__(self) -> None:
         periods = [r.period_s for r in self.scale_up_rules + self.scale_down_rules]
         object.__setattr__(self, "longest_s", max([self.scale_up_stabilization_s, *periods]))
+
+
+DEFAULT_BEHAVIOR = HpaBehavior()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +174,86 @@ def normalize(
 
 
 @dataclass(frozen=True, slots=True)
+class ReactiveProposal:
+    """The HPA's metric step: replicas for the current load, before any guard."""
+
+    replicas: int
+    reason: Reason
+    metric: MetricKind | None = None
+    load: float | None = None
+    per_pod_target: float | None = None
+
+    @property
+    def holding(self) -> bool:
+        return self.reason is Reason.METRICS_MISSING
+
+
+def _measure(
+    kind: MetricKind,
+    inputs: PolicyInputs,
+    state: WorkloadState,
+    config: TargetConfig,
+    behavior: HpaBehavior,
+) -> tuple[float, float] | None:
+    sample = inputs.load.get(kind)
+    per_pod = config.per_pod_target(kind, state)
+    if (
+        sample is None
+        or per_pod is None
+        or state.ready_replicas < 1
+        or inputs.now - sample.at > behavior.max_sample_age_s
+    ):
+        return None
+    return sample.value, per_pod
+
+
+def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactiveProposal:
+    """Largest per-metric proposal; a hold at the current count when no metric can be read or a
+    scale-down would rest on partial information."""
+    state = inputs.target.state
+    config = inputs.target.config
+    current = state.spec_replicas
+    best: tuple[MetricProposal, MetricKind, float, float] | None = None
+    missing = False
+    for kind in config.metrics:
+        measured = _measure(kind, inputs, state, config, behavior)
+        if measured is None:
+            missing = True
+            continue
+        load, per_pod = measured
+        proposal = propose_for_metric(
+            current,
+            state.ready_replicas,
+            state.unready_replicas,
+            load,
+            per_pod,
+            behavior.tolerance,
+        )
+        if best is None or proposal.replicas > best[0].replicas:
+            best = (proposal, kind, load, per_pod)
+
+    if best is None:
+        return ReactiveProposal(current, Reason.METRICS_MISSING)
+    proposal, kind, load, per_pod = best
+    if missing and proposal.replicas < current:
+        # Never scale down on partial information: hold what runs now.
+        return ReactiveProposal(current, Reason.METRICS_MISSING, kind, load, per_pod)
+    if proposal.within_tolerance:
+        reason = Reason.WITHIN_TOLERANCE
+    elif proposal.unready_damped and proposal.replicas == current:
+        reason = Reason.UNREADY_PODS_DAMPED
+    elif proposal.replicas > current:
+        reason = Reason.SCALE_UP
+    elif proposal.replicas < current:
+        reason = Reason.SCALE_DOWN
+    else:
+        reason = Reason.WITHIN_TOLERANCE
+    return ReactiveProposal(proposal.replicas, reason, kind, load, per_pod)
+
+
+@dataclass(frozen=True, slots=True)
 class HpaPolicy:
-    behavior: HpaBehavior = HpaBehavior()
+    behavior: HpaBehavior = DEFAULT_BEHAVIOR
 
     @property
     def name(self) -> str:
@@ -178,77 +263,26 @@ class HpaPolicy:
         return max(config.scale_down_stabilization_s, self.behavior.longest_s)
 
     def decide(self, inputs: PolicyInputs) -> Decision:
-        state = inputs.target.state
-        config = inputs.target.config
-        current = state.spec_replicas
-        best: tuple[MetricProposal, MetricKind, float, float] | None = None
-        missing = False
-        for kind in config.metrics:
-            measured = self._measure(kind, inputs, state, config)
-            if measured is None:
-                missing = True
-                continue
-            load, per_pod = measured
-            proposal = propose_for_metric(
-                current,
-                state.ready_replicas,
-                state.unready_replicas,
-                load,
-                per_pod,
-                self.behavior.tolerance,
-            )
-            if best is None or proposal.replicas > best[0].replicas:
-                best = (proposal, kind, load, per_pod)
-
-        if best is None or (missing and best[0].replicas < current):
-            # Never scale down on partial or absent information: hold what runs now.
-            held = max(current, best[0].replicas) if best is not None else current
-            final, guards = normalize(held, current, config, self.behavior, inputs.history, inputs.now)
-            return Decision(
-                ref=state.ref,
-                at=inputs.now,
-                current=current,
-                replicas=final,
-                recommendation=held,
-                reasons=(Reason.METRICS_MISSING, *guards),
-            )
-
-        proposal, kind, load, per_pod = best
-        if proposal.within_tolerance:
-            first = Reason.WITHIN_TOLERANCE
-        elif proposal.unready_damped and proposal.replicas == current:
-            first = Reason.UNREADY_PODS_DAMPED
-        elif proposal.replicas > current:
-            first = Reason.SCALE_UP
-        elif proposal.replicas < current:
-            first = Reason.SCALE_DOWN
-        else:
-            first = Reason.WITHIN_TOLERANCE
+        current = inputs.target.state.spec_replicas
+        reactive = reactive_proposal(inputs, self.behavior)
         final, guards = normalize(
-            proposal.replicas, current, config, self.behavior, inputs.history, inputs.now
+            reactive.replicas,
+            current,
+            inputs.target.config,
+            self.behavior,
+            inputs.history,
+            inputs.now,
         )
         return Decision(
-            ref=state.ref,
+            ref=inputs.target.state.ref,
             at=inputs.now,
             current=current,
             replicas=final,
-            recommendation=proposal.replicas,
-            reasons=(first, *guards),
-            metric=kind,
-            load=load,
-            per_pod_target=per_pod,
+            recommendation=reactive.replicas,
+            reasons=(reactive.reason, *guards),
+            metric=reactive.metric,
+            load=reactive.load,
+            per_pod_target=reactive.per_pod_target,
+            mode=Mode.HOLD if reactive.holding else Mode.REACTIVE,
+            reactive_replicas=reactive.replicas,
         )
-
-    def _measure(
-        self, kind: MetricKind, inputs: PolicyInputs, state: WorkloadState, config: TargetConfig
-    ) -> tuple[float, float] | None:
-        sample = inputs.load.get(kind)
-        per_pod = config.per_pod_target(kind, state)
-        if (
-            sample is None
-            or per_pod is None
-            or state.ready_replicas < 1
-            or inputs.now - sample.at > self.behavior.max_sample_age_s
-        ):
-            return None
-        return sample.value, per_pod

@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from autoscaler.model import MetricKind, TargetRef
 from autoscaler.policy import Decision, HpaPolicy, Policy
-from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
+from autoscaler.reconcile import DecisionMemory, Stages, WithoutForecasts, reconcile_once
 from autoscaler.simulate.scenario import Scenario
 from autoscaler.simulate.trace import Trace
 from autoscaler.simulate.world import SimCluster, SimMetrics, SimRecorder
@@ -92,7 +92,7 @@ def _run_controller(
     cluster = SimCluster(ref, scenario, _initial_replicas(grid, scenario), start)
     metrics = SimMetrics(ref, scenario, signal)
     recorder = SimRecorder()
-    stages = Stages(cluster, metrics, policy, cluster, recorder)
+    stages = Stages(cluster, metrics, WithoutForecasts(), policy, cluster, recorder)
     memory = DecisionMemory()
 
     every = max(1, interval_s // step)

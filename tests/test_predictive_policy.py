@@ -1,0 +1,288 @@
+"""The predictive policy on hand-built inputs, one named case per reason path: predictive scale-up
+ahead of a ramp; a forecast holding pods the reactive part would drop; held by stabilization;
+clamped by bounds; fallback for no forecast, short history, poor accuracy and a stale forecast;
+rejection with hysteresis and re-arm; hold on missing metrics; no memory scale-down on a forecast; no
+scale-down during a rollout; the lead time from configured, measured or default start-up; and the
+one-line explanation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from autoscaler.model import (
+    Bounds,
+    ForecastQuality,
+    Forecasts,
+    LoadForecast,
+    LoadSnapshot,
+    MetricKind,
+    Sample,
+    Target,
+    TargetConfig,
+    TargetRef,
+    WorkloadState,
+)
+from autoscaler.policy import DecisionHistory, Mode, PolicyInputs, PredictivePolicy, Reason
+from autoscaler.policy.decision import Recommendation
+
+NOW = 2_000_000.0
+REF = TargetRef("shop", "web")
+GOOD = ForecastQuality(checked=48, scaled_error=0.7, coverage=0.85)
+DEFAULT_BOUNDS = Bounds(1, 100)
+R = MetricKind.REQUESTS
+
+
+def forecast(
+    uppers: list[float],
+    quality: ForecastQuality = GOOD,
+    kind: MetricKind = R,
+    start: float = NOW - 200,
+    step: float = 300.0,
+) -> LoadForecast:
+    """Buckets of `step` seconds from `start` (by default the current bucket began 200 s ago, so
+    the first two overlap the default 150 s lead); means a little below the uppers."""
+    times = tuple(start + i * step for i in range(len(uppers)))
+    return LoadForecast(kind, start, step, times, tuple(u * 0.8 for u in uppers), tuple(uppers),
+                        0.8, quality)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    load: float | None  # current aggregate load; a pod should carry 1.0
+    current: int
+    fc: LoadForecast | None
+    want: int
+    reasons: tuple[Reason, ...]
+    mode: Mode
+    bounds: Bounds = DEFAULT_BOUNDS
+    recs: tuple[tuple[float, int], ...] = ()
+    untrusted: frozenset[MetricKind] = frozenset()
+    want_untrusted: frozenset[MetricKind] = frozenset()
+    rollout: bool = False
+    kind: MetricKind = R
+
+
+def decide(case: Case) -> tuple[int, tuple[Reason, ...], Mode, frozenset[MetricKind]]:
+    if case.kind is MetricKind.MEMORY:
+        config = TargetConfig(metrics=(case.kind,), bounds=case.bounds, target_utilization=0.5)
+        state = WorkloadState(REF, case.current, case.current, pod_memory_request=2.0,
+                              rollout_in_progress=case.rollout)  # fmt: skip
+        load = LoadSnapshot(memory=None if case.load is None else Sample(case.load, NOW - 30))
+        forecasts = Forecasts(memory=case.fc)
+    else:
+        config = TargetConfig(metrics=(R,), bounds=case.bounds, target_requests_per_pod=1.0)
+        state = WorkloadState(REF, case.current, case.current, rollout_in_progress=case.rollout)
+        load = LoadSnapshot(requests=None if case.load is None else Sample(case.load, NOW - 30))
+        forecasts = Forecasts(requests=case.fc)
+    history = DecisionHistory(
+        tuple(Recommendation(NOW - ago, n) for ago, n in case.recs), (), case.untrusted
+    )
+    d = PredictivePolicy().decide(PolicyInputs(Target(state, config), load, history, NOW, forecasts))
+    return d.replicas, d.reasons, d.mode, d.untrusted
+
+
+CASES = [
+    pytest.param(
+        Case(4.0, 4, forecast([4.2, 7.5]), 8, (Reason.PREDICTIVE_SCALE_UP,), Mode.PREDICTIVE),
+        id="predictive-scale-up-ahead-of-ramp",
+    ),
+    pytest.param(
+        Case(2.0, 10, forecast([6.5, 6.0]), 7, (Reason.FORECAST_HOLDS,), Mode.PREDICTIVE),
+        id="forecast-holds-pods-load-will-need",
+    ),
+    pytest.param(
+        Case(
+            5.0,
+            10,
+            forecast([5.0, 5.0]),
+            10,
+            (Reason.SCALE_DOWN, Reason.HELD_BY_STABILIZATION),
+            Mode.PREDICTIVE,
+            recs=((120, 10),),
+        ),
+        id="scale-down-held-by-stabilization",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([4.0, 30.0]),
+            8,
+            (Reason.PREDICTIVE_SCALE_UP, Reason.RATE_LIMITED),
+            Mode.PREDICTIVE,
+        ),
+        id="scale-up-rate-limited",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            6,
+            forecast([4.0, 30.0]),
+            9,
+            (Reason.PREDICTIVE_SCALE_UP, Reason.CLAMPED_TO_MAX),
+            Mode.PREDICTIVE,
+            bounds=Bounds(2, 9),
+        ),
+        id="clamped-by-max",
+    ),
+    pytest.param(
+        Case(4.0, 4, None, 4, (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_NO_FORECAST), Mode.REACTIVE),
+        id="fallback-no-forecast",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([9.0, 9.0], ForecastQuality(5, 0.5, 0.9)),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_SHORT_HISTORY),
+            Mode.REACTIVE,
+        ),
+        id="fallback-short-history",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([9.0, 9.0], ForecastQuality(48, 1.6, 0.9)),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_POOR_ACCURACY),
+            Mode.REACTIVE,
+            want_untrusted=frozenset({R}),
+        ),
+        id="fallback-poor-accuracy-error",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([9.0, 9.0], ForecastQuality(48, 0.8, 0.4)),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_POOR_ACCURACY),
+            Mode.REACTIVE,
+            want_untrusted=frozenset({R}),
+        ),
+        id="fallback-poor-accuracy-coverage",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([9.0, 9.0], ForecastQuality(48, 1.1, 0.9)),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_POOR_ACCURACY),
+            Mode.REACTIVE,
+            untrusted=frozenset({R}),
+            want_untrusted=frozenset({R}),
+        ),
+        id="rejected-stays-rejected-until-clearly-better",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([4.2, 7.5], ForecastQuality(48, 0.9, 0.9)),
+            8,
+            (Reason.PREDICTIVE_SCALE_UP,),
+            Mode.PREDICTIVE,
+            untrusted=frozenset({R}),
+        ),
+        id="re-armed-when-accuracy-recovers",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([4.0, 7.9], ForecastQuality(48, 1.1, 0.9)),
+            8,
+            (Reason.PREDICTIVE_SCALE_UP,),
+            Mode.PREDICTIVE,
+        ),
+        id="trusted-stays-trusted-inside-hysteresis",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([9.0], start=NOW - 600),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_STALE_FORECAST),
+            Mode.REACTIVE,
+        ),
+        id="fallback-stale-forecast",
+    ),
+    pytest.param(
+        Case(None, 6, forecast([1.0, 1.0]), 6, (Reason.METRICS_MISSING,), Mode.HOLD),
+        id="hold-on-missing-metrics",
+    ),
+    pytest.param(
+        Case(
+            6.0,
+            6,
+            forecast([0.5, 0.5], kind=MetricKind.MEMORY),
+            6,
+            (Reason.WITHIN_TOLERANCE,),
+            Mode.PREDICTIVE,
+            kind=MetricKind.MEMORY,
+        ),
+        id="no-memory-scale-down-on-forecast",
+    ),
+    pytest.param(
+        Case(
+            2.0,
+            10,
+            forecast([2.0, 2.0]),
+            10,
+            (Reason.SCALE_DOWN, Reason.ROLLOUT_IN_PROGRESS),
+            Mode.PREDICTIVE,
+            rollout=True,
+        ),
+        id="no-scale-down-during-rollout",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_predictive_decision(case: Case) -> None:
+    assert decide(case) == (case.want, case.reasons, case.mode, case.want_untrusted)
+
+
+@pytest.mark.parametrize(
+    ("configured", "measured", "lead", "want"),
+    [
+        pytest.param(None, None, 150.0, 4, id="default-startup-misses-late-peak"),
+        pytest.param(None, 400.0, 430.0, 12, id="measured-startup-reaches-it"),
+        pytest.param(400.0, 30.0, 430.0, 12, id="configured-wins-over-measured"),
+    ],
+)
+def test_lead_time(configured: float | None, measured: float | None, lead: float, want: int) -> None:
+    # Buckets of 60 s from now: the peak sits in the bucket starting at now + 300 s.
+    fc = forecast([4.0, 4.0, 4.0, 4.0, 4.0, 12.0, 4.0, 4.0], start=NOW, step=60)
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=1.0,
+                          startup_s=configured)  # fmt: skip
+    state = WorkloadState(REF, 4, 4, measured_startup_s=measured)
+    inputs = PolicyInputs(
+        Target(state, config), LoadSnapshot(requests=Sample(4.0, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts(requests=fc),
+    )  # fmt: skip
+    policy = PredictivePolicy(interval_s=30.0)
+    assert policy.lead_s(inputs) == lead
+    d = policy.decide(inputs)
+    assert d.predictive_replicas == want
+    assert d.lead_s == lead
+
+
+def test_explanation_shows_forecast_and_lead() -> None:
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=50.0)
+    state = WorkloadState(REF, 4, 4)
+    inputs = PolicyInputs(
+        Target(state, config), LoadSnapshot(requests=Sample(200.0, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts(requests=forecast([210.0, 340.0])),
+    )  # fmt: skip
+    line = PredictivePolicy().decide(inputs).explain()
+    assert line == (
+        "scaled 4→7: predictive-scale-up; requests load 200 at 50/pod, proposal 7; "
+        "forecast requests 80% ≤ 340 within 150s lead → 7, reactive 4"
+    )
