@@ -8,13 +8,16 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn, TextIO, TypeVar
 
+from autoscaler.backtest import parse_duration
 from autoscaler.model import MetricKind
 from autoscaler.simulate.engine import POLICIES
 from autoscaler.simulate.scenario import ScenarioError, default_scenario
 from autoscaler.simulate.trace import Trace, TraceError, load_bundled_trace, load_trace
+from forecasting import ForecastError, ModelName, parse_model_names
 
 __all__ = ["main"]
 
@@ -62,6 +65,23 @@ _positive = _number("a positive number", lambda v: v > 0)
 _non_negative_days = _number("a non-negative number of days", lambda v: v >= 0)
 _seconds = _whole("a non-negative multiple of 15 seconds", lambda v: v >= 0 and v % 15 == 0)
 _replicas = _whole("a replica count >= 1", lambda v: v >= 1)
+
+
+_level = _number("in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _models(text: str) -> tuple[ModelName, ...]:
+    try:
+        return parse_model_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _policies(text: str) -> list[str]:
@@ -146,6 +166,38 @@ def _build_parser() -> argparse.ArgumentParser:
         "--timeline", type=Path, metavar="OUT.csv", help="write one CSV row per simulated step"
     )
     sim.add_argument("--plot", type=Path, metavar="OUT.png", help="write a PNG of the run")
+
+    bt = commands.add_parser(
+        "backtest",
+        help="score forecast models on a trace with rolling-origin backtests",
+        description=(
+            "Rolling-origin backtest of forecast models on a trace: MASE against 'same time "
+            "yesterday', sMAPE and interval coverage. Without --trace, the bundled NASA trace."
+        ),
+    )
+    bt.add_argument("--trace", type=Path, help="trace CSV (default: the bundled NASA trace)")
+    bt.add_argument(
+        "--model",
+        type=_models,
+        default=_models("arima,holt-winters,seasonal-naive,naive"),
+        help="comma-separated models (default: arima,holt-winters,seasonal-naive,naive)",
+    )
+    bt.add_argument(
+        "--horizon",
+        type=_duration,
+        default=_duration("15m"),
+        help="how far ahead to score, e.g. 15m, 900s, 1h (default 15m)",
+    )
+    bt.add_argument(
+        "--level", type=_level, default=0.8, help="prediction interval level in (0, 1) (default 0.8)"
+    )
+    bt.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bt.add_argument(
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
+        help="write actuals against each model's forecasts with the interval band",
+    )
     return parser
 
 
@@ -221,12 +273,35 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from autoscaler.backtest import backtest_trace, to_json, to_text, write_plot
+
+    if args.plot is not None:
+        _writable(args.plot, "--plot")
+    trace = load_bundled_trace() if args.trace is None else load_trace(args.trace)
+    try:
+        report = backtest_trace(trace, args.model, args.horizon, args.level)
+    except ForecastError as exc:
+        raise UsageError(f"trace {trace.name}: {exc}") from None
+    if args.json:
+        print(json.dumps(to_json(trace, report), indent=2))
+    else:
+        print(to_text(trace, report), end="")
+    if args.plot is not None:
+        write_plot(trace, report, args.plot)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "backtest":
+            return _backtest(args)
     except (TraceError, ScenarioError, UsageError) as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,127 @@
+"""`backtest` on a trace: the forecasting library's rolling-origin backtest, shown as a table, as JSON
+and as a plot of actuals against each model's forecasts with its interval band."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autoscaler.simulate.trace import Trace
+from forecasting import BacktestReport, ModelName, run_backtest, steps_for_horizon
+
+__all__ = ["backtest_trace", "parse_duration", "to_json", "to_text", "write_plot"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`900`, `900s`, `15m`, `1.5h`, `1d`; a bare number is seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 15m, 900s or 1h")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+def trace_series(trace: Trace) -> pd.Series:
+    """The trace as load units per second on its own time grid."""
+    index = pd.to_datetime(trace.times, unit="s")
+    return pd.Series(trace.values / trace.step_s, index=index, name=trace.name)
+
+
+def backtest_trace(
+    trace: Trace, models: tuple[ModelName, ...], horizon: timedelta, level: float
+) -> BacktestReport:
+    steps = steps_for_horizon(timedelta(seconds=trace.step_s), horizon)
+    return run_backtest(trace_series(trace), models, steps, level)
+
+
+def to_json(trace: Trace, report: BacktestReport) -> dict[str, Any]:
+    return {"trace": trace.name, **report.to_dict()}
+
+
+def to_text(trace: Trace, report: BacktestReport) -> str:
+    lines = [
+        f"trace     {trace.name}: {len(trace.times)} points of {trace.step_s} s",
+        f"backtest  horizon {report.horizon.total_seconds():g} s ({report.horizon_steps} steps), "
+        f"{report.level:.0%} interval, origins every "
+        f"{report.origin_every.total_seconds() / 60:g} min after "
+        f"{report.warmup.total_seconds() / 86_400:g} days",
+        "",
+    ]
+    header = ["model", "mase", "smape", "coverage", "mase@h", "coverage@h", "origins", "failed",
+              "refits", "seconds"]  # fmt: skip
+    rows = [
+        [
+            r.model.value,
+            f"{r.mase:.3f}",
+            f"{r.smape:.3f}",
+            f"{r.coverage:.3f}",
+            f"{r.mase_at_horizon:.3f}",
+            f"{r.coverage_at_horizon:.3f}",
+            str(r.origins),
+            str(r.failed_origins),
+            str(r.refits),
+            f"{r.seconds:.1f}",
+        ]
+        for r in report.results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    lines += [
+        "",
+        "mase < 1 beats 'same time yesterday'; coverage is the share of actuals inside the interval "
+        "(all steps 1..h; @h: the horizon step alone)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(trace: Trace, report: BacktestReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report.results
+    fig, axes = plt.subplots(len(results), 1, figsize=(14, 3.4 * len(results)), squeeze=False)
+    series = trace_series(trace)
+    for ax, result in zip((row[0] for row in axes), results, strict=True):
+        points = result.forecasts
+        if points:
+            first, last = points[0].target, points[-1].target
+            shown = series[(series.index >= first) & (series.index <= last)]
+            ax.plot(shown.index, shown.to_numpy(), color="black", linewidth=0.5, label="actual")
+            targets = [p.target for p in points]
+            ax.fill_between(
+                targets,
+                [p.lower for p in points],
+                [p.upper for p in points],
+                color="tab:blue",
+                alpha=0.25,
+                label=f"{report.level:.0%} interval",
+            )
+            ax.plot(targets, [p.mean for p in points], color="tab:blue", linewidth=0.8,
+                    marker=".", markersize=2, label="forecast")  # fmt: skip
+        ax.set_title(
+            f"{result.model.value}: forecast {report.horizon.total_seconds() / 60:g} min ahead "
+            f"(MASE {result.mase:.2f}, coverage {result.coverage:.0%})"
+        )
+        ax.set_ylabel("load units / s")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
