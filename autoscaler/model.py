@@ -108,8 +108,9 @@ class ForecastQuality:
     """How the forecasts already made for one target and metric compared with what happened.
 
     `checked` counts scored forecasts in the rolling window; `scaled_error` is their mean absolute
-    error over that of "no change since the last observation" (below 1 beats it); `coverage` is the
-    share of actuals at or under the upper bound the policy scales for.
+    error over that of "no change since the last observation", or over a small share of the load
+    where that is larger (below 1 beats "no change"); `coverage` is the share of actuals at or under
+    the upper bound the policy scales for.
     """
 
     checked: int
@@ -137,6 +138,13 @@ class LoadForecast:
     def __post_init__(self) -> None:
         if not len(self.times) == len(self.mean) == len(self.upper) > 0:
             raise ValueError("a forecast needs matching, non-empty times, mean and upper")
+
+    def at(self, t: float) -> tuple[float, float] | None:
+        """(mean, upper) of the bucket holding `t`, or None outside the forecast."""
+        if t < self.times[0] or t >= self.times[-1] + self.step_s:
+            return None
+        i = int((t - self.times[0]) // self.step_s)
+        return self.mean[i], self.upper[i]
 
     def peak_upper(self, start: float, end: float) -> float | None:
         """Highest upper bound of the buckets that overlap `[start, end]`; None when the forecast
@@ -172,7 +180,8 @@ class TargetConfig:
     simulator).
 
     `target_utilization` is a fraction of the pod's request for CPU and memory;
-    `target_requests_per_pod` is the request rate one pod should carry.
+    `target_requests_per_pod` is the request rate one pod should carry, taken to be the same fraction
+    of what it can carry at most (the predictive part sizes forecast upper bounds at full capacity).
     """
 
     metrics: tuple[MetricKind, ...]

@@ -66,13 +66,15 @@ class Case:
 
 def decide(case: Case) -> tuple[int, tuple[Reason, ...], Mode, frozenset[MetricKind]]:
     if case.kind is MetricKind.MEMORY:
-        config = TargetConfig(metrics=(case.kind,), bounds=case.bounds, target_utilization=0.5)
-        state = WorkloadState(REF, case.current, case.current, pod_memory_request=2.0,
+        config = TargetConfig(metrics=(case.kind,), bounds=case.bounds, target_utilization=1.0)
+        state = WorkloadState(REF, case.current, case.current, pod_memory_request=1.0,
                               rollout_in_progress=case.rollout)  # fmt: skip
         load = LoadSnapshot(memory=None if case.load is None else Sample(case.load, NOW - 30))
         forecasts = Forecasts(memory=case.fc)
     else:
-        config = TargetConfig(metrics=(R,), bounds=case.bounds, target_requests_per_pod=1.0)
+        config = TargetConfig(
+            metrics=(R,), bounds=case.bounds, target_requests_per_pod=1.0, target_utilization=1.0
+        )
         state = WorkloadState(REF, case.current, case.current, rollout_in_progress=case.rollout)
         load = LoadSnapshot(requests=None if case.load is None else Sample(case.load, NOW - 30))
         forecasts = Forecasts(requests=case.fc)
@@ -261,7 +263,7 @@ def test_lead_time(configured: float | None, measured: float | None, lead: float
     # Buckets of 60 s from now: the peak sits in the bucket starting at now + 300 s.
     fc = forecast([4.0, 4.0, 4.0, 4.0, 4.0, 12.0, 4.0, 4.0], start=NOW, step=60)
     config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=1.0,
-                          startup_s=configured)  # fmt: skip
+                          target_utilization=1.0, startup_s=configured)  # fmt: skip
     state = WorkloadState(REF, 4, 4, measured_startup_s=measured)
     inputs = PolicyInputs(
         Target(state, config), LoadSnapshot(requests=Sample(4.0, NOW - 30)), DecisionHistory(),
@@ -275,7 +277,9 @@ def test_lead_time(configured: float | None, measured: float | None, lead: float
 
 
 def test_explanation_shows_forecast_and_lead() -> None:
-    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=50.0)
+    config = TargetConfig(
+        metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=50.0, target_utilization=1.0
+    )
     state = WorkloadState(REF, 4, 4)
     inputs = PolicyInputs(
         Target(state, config), LoadSnapshot(requests=Sample(200.0, NOW - 30)), DecisionHistory(),
@@ -286,3 +290,17 @@ def test_explanation_shows_forecast_and_lead() -> None:
         "scaled 4→7: predictive-scale-up; requests load 200 at 50/pod, proposal 7; "
         "forecast requests 80% ≤ 340 within 150s lead → 7, reactive 4"
     )
+
+
+def test_forecast_upper_bound_is_sized_at_full_capacity() -> None:
+    # Target 0.7 of a 1.0/s pod: the reactive part wants load/0.7, the forecast's upper bound only
+    # has to fit at 100 % (the interval is the margin).
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=0.7,
+                          target_utilization=0.7)  # fmt: skip
+    state = WorkloadState(REF, 6, 6)
+    inputs = PolicyInputs(
+        Target(state, config), LoadSnapshot(requests=Sample(4.2, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts(requests=forecast([4.2, 6.6])),
+    )  # fmt: skip
+    d = PredictivePolicy().decide(inputs)
+    assert (d.reactive_replicas, d.predictive_replicas, d.replicas) == (6, 7, 7)

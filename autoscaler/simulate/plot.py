@@ -74,6 +74,22 @@ def _load_panel(ax: Axes, study: Study, lo: int, hi: int, title: str) -> None:
                 markersize=6,
                 label=f"{run_.policy} overload",
             )
+    for run_ in study.runs:
+        if run_.forecast_mean is None or run_.forecast_upper is None:
+            continue
+        # The band the predictive policy sized for: forecast mean up to the interval's upper bound.
+        mean = _reduce(run_.forecast_mean[lo:hi], size, "max")
+        upper = _reduce(run_.forecast_upper[lo:hi], size, "max")
+        ax.fill_between(
+            times,
+            mean,
+            upper,
+            step="post",
+            color=COLORS.get(run_.policy, "tab:blue"),
+            alpha=0.2,
+            linewidth=0,
+            label=f"{run_.policy} forecast (mean to upper)",
+        )
     ax.plot(times, demand, color="black", linewidth=0.6, label="demand", zorder=5)
     warmup_end = grid.times[0] + study.scenario.warmup_s
     if grid.times[lo] < warmup_end:

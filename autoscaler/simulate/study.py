@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from autoscaler.forecast_stage import ModelForecaster
+from autoscaler.model import MetricKind
 from autoscaler.simulate.engine import Grid, RunResult, run
 from autoscaler.simulate.scenario import Scenario
 from autoscaler.simulate.scoring import Scores, SloCost, cost_at_slo, score
+from autoscaler.simulate.tape import ForecastTape
 from autoscaler.simulate.trace import Trace
 
 __all__ = ["Study", "SweepResult", "run_study"]
@@ -52,12 +55,22 @@ def run_study(
     oracle = run("oracle", grid, scenario)
     oracle_pod_hours = score(oracle, 1.0).pod_hours
 
+    # Request-rate traces are observed uncapped, so the forecasts of one predictive run are the
+    # forecasts of every other: record them once and replay (tape.py).
+    tape: ForecastTape | None = None
+
     def simulate(name: str, at: Scenario) -> RunResult:
+        nonlocal tape
         if name == "oracle":
             return oracle
         label = f"{name} u*={at.target_utilization:g}"
         tick = None if progress is None else (lambda f: progress(label, f))
-        return run(name, grid, at, tick)
+        if name != "predictive" or scenario.kind is not MetricKind.REQUESTS:
+            return run(name, grid, at, tick)
+        if tape is None:
+            tape = ForecastTape(ModelForecaster())
+            return run(name, grid, at, tick, tape)
+        return run(name, grid, at, tick, tape.replaying())
 
     runs = tuple(simulate(name, scenario) for name in policies)
     scores = tuple(score(r, oracle_pod_hours) for r in runs)

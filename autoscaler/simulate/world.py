@@ -55,6 +55,7 @@ class SimCluster:
         self._cpu_request = scenario.capacity if scenario.kind is MetricKind.CPU else None
         # Creation times, oldest first; the initial pods are ready at the start.
         self._created: list[float] = [start - self._delay] * initial_replicas
+        self._first_new_pod: float | None = None
 
     @property
     def pods(self) -> int:
@@ -65,11 +66,16 @@ class SimCluster:
         return bisect_right(self._created, self.now - self._delay)
 
     def targets(self) -> Sequence[Target]:
+        first = self._first_new_pod
         state = WorkloadState(
             ref=self.ref,
             spec_replicas=len(self._created),
             ready_replicas=self.ready,
             pod_cpu_request=self._cpu_request,
+            # Known once a pod this run created has turned ready, as a controller would see it.
+            measured_startup_s=(
+                float(self._delay) if first is not None and self.now >= first + self._delay else None
+            ),
         )
         return (Target(state, self._config),)
 
@@ -78,6 +84,8 @@ class SimCluster:
         have = len(self._created)
         if wanted > have:
             self._created.extend([self.now] * (wanted - have))
+            if self._first_new_pod is None:
+                self._first_new_pod = self.now
         elif wanted < have:
             del self._created[wanted:]
         return True

@@ -1,0 +1,199 @@
+"""The forecaster stage of a tick: one model per target and metric, fed with what the metrics source
+observed, and scored against what then happened.
+
+Observations arrive every tick; the models work on buckets (5 minutes by default: the resolution of
+daily seasonality that matters, and what keeps an ARIMA update plus forecast within milliseconds).
+When a bucket completes, the forecasts made earlier for it are scored (error against "no change",
+and whether it stayed under the upper bound), the model takes the new point (the model decides
+itself when to refit), and a fresh forecast replaces the old one. A model that cannot fit or forecast
+yet leaves the target without a forecast, which the policy turns into a reactive fallback: nothing
+here may break a tick.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from autoscaler.model import (
+    ForecastQuality,
+    Forecasts,
+    LoadForecast,
+    LoadSnapshot,
+    MetricKind,
+    Target,
+    TargetRef,
+)
+from forecasting import Forecast, Forecaster, ForecastError, ModelName, make_forecaster
+
+__all__ = ["ForecastSettings", "ModelForecaster"]
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastSettings:
+    model: ModelName = ModelName.ARIMA
+    bucket_s: int = 300
+    # Enough buckets to cover the longest lead time a user is likely to configure.
+    horizon_buckets: int = 6
+    history_buckets: int = 7 * 288
+    # Forecasts scored per target and metric for the trust gate (4 hours of 5-minute buckets).
+    quality_window: int = 48
+    # Horizons (in buckets) whose forecasts are scored: the ones a lead time of minutes uses.
+    scored_steps: tuple[int, ...] = (1, 2)
+    # Errors are scaled by those of "no change", or by this share of the load where that is larger.
+    noise_floor: float = 0.05
+
+
+DEFAULT_SETTINGS = ForecastSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    mean: float
+    upper: float
+    naive: float
+
+
+class _Track:
+    """State for one target and metric."""
+
+    def __init__(self, kind: MetricKind, settings: ForecastSettings, model: Forecaster):
+        self.kind = kind
+        self._settings = settings
+        self._model = model
+        self._fitted = False
+        self._bucket: float | None = None
+        self._sum = 0.0
+        self._count = 0
+        self._times: deque[float] = deque(maxlen=settings.history_buckets)
+        self._values: deque[float] = deque(maxlen=settings.history_buckets)
+        self._pending: dict[float, list[_Expected]] = {}
+        # (|actual - mean|, |actual - naive|, actual, covered) per scored forecast.
+        self._errors: deque[tuple[float, float, float, bool]] = deque(maxlen=settings.quality_window)
+        self.latest: LoadForecast | None = None
+
+    def observe(self, at: float, value: float, level: float) -> None:
+        bucket = math.floor(at / self._settings.bucket_s) * self._settings.bucket_s
+        if self._bucket is None or bucket > self._bucket:
+            if self._bucket is not None and self._count:
+                self._close(self._bucket, self._sum / self._count, level)
+            self._bucket, self._sum, self._count = bucket, 0.0, 0
+        if bucket == self._bucket:
+            self._sum += value
+            self._count += 1
+
+    def quality(self) -> ForecastQuality:
+        if not self._errors:
+            return ForecastQuality(0, None, None)
+        error = sum(e for e, _, _, _ in self._errors)
+        naive = sum(n for _, n, _, _ in self._errors)
+        level = sum(a for _, _, a, _ in self._errors)
+        covered = sum(1 for _, _, _, c in self._errors if c)
+        # On flat load "no change" is perfect and any model would look infinitely worse; changes
+        # below a few percent of the load are noise that no forecast is expected to beat.
+        scale = max(naive, self._settings.noise_floor * level)
+        return ForecastQuality(
+            checked=len(self._errors),
+            scaled_error=error / scale if scale > 0 else None,
+            coverage=covered / len(self._errors),
+        )
+
+    def _close(self, bucket: float, value: float, level: float) -> None:
+        for expected in self._pending.pop(bucket, ()):
+            self._errors.append(
+                (
+                    abs(value - expected.mean),
+                    abs(value - expected.naive),
+                    abs(value),
+                    value <= expected.upper,
+                )
+            )
+        for stale in [t for t in self._pending if t < bucket]:
+            del self._pending[stale]
+        self._times.append(bucket)
+        self._values.append(value)
+        try:
+            self._feed(bucket, value)
+            forecast = self._model.forecast(self._settings.horizon_buckets, level)
+        except ForecastError:
+            self.latest = None
+            return
+        self.latest = self._convert(forecast, bucket)
+        for step in self._settings.scored_steps:
+            if step <= len(forecast.mean):
+                due = bucket + step * self._settings.bucket_s
+                self._pending.setdefault(due, []).append(
+                    _Expected(forecast.mean[step - 1], forecast.upper[step - 1], value)
+                )
+
+    def _feed(self, bucket: float, value: float) -> None:
+        if self._fitted:
+            self._model.update(pd.Series([value], index=pd.to_datetime([bucket], unit="s")))
+            return
+        series = pd.Series(list(self._values), index=pd.to_datetime(list(self._times), unit="s"))
+        self._model.fit(series)
+        self._fitted = True
+
+    def _convert(self, forecast: Forecast, last_bucket: float) -> LoadForecast:
+        step = self._settings.bucket_s
+        first = last_bucket + step
+        return LoadForecast(
+            kind=self.kind,
+            made_at=last_bucket,
+            step_s=float(step),
+            times=tuple(first + i * step for i in range(len(forecast.mean))),
+            mean=forecast.mean,
+            upper=forecast.upper,
+            level=forecast.level,
+            quality=self.quality(),
+        )
+
+
+class ModelForecaster:
+    """The `Forecaster` stage of `reconcile_once`, on the `forecasting` library."""
+
+    def __init__(
+        self,
+        settings: ForecastSettings = DEFAULT_SETTINGS,
+        make_model: Callable[[ModelName], Forecaster] = make_forecaster,
+    ) -> None:
+        self._settings = settings
+        self._make_model = make_model
+        self._tracks: dict[tuple[TargetRef, MetricKind], _Track] = {}
+
+    def latest(self, ref: TargetRef, kind: MetricKind) -> LoadForecast | None:
+        track = self._tracks.get((ref, kind))
+        return None if track is None else track.latest
+
+    def forecasts(
+        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+    ) -> Mapping[TargetRef, Forecasts]:
+        out: dict[TargetRef, Forecasts] = {}
+        live: set[tuple[TargetRef, MetricKind]] = set()
+        for target in targets:
+            ref = target.state.ref
+            snapshot = loads.get(ref)
+            found: dict[MetricKind, LoadForecast | None] = {}
+            for kind in target.config.metrics:
+                key = (ref, kind)
+                live.add(key)
+                track = self._tracks.get(key)
+                if track is None:
+                    track = _Track(kind, self._settings, self._make_model(self._settings.model))
+                    self._tracks[key] = track
+                sample = None if snapshot is None else snapshot.get(kind)
+                if sample is not None:
+                    track.observe(sample.at, sample.value, target.config.confidence)
+                found[kind] = track.latest
+            out[ref] = Forecasts(
+                cpu=found.get(MetricKind.CPU),
+                memory=found.get(MetricKind.MEMORY),
+                requests=found.get(MetricKind.REQUESTS),
+            )
+        for gone in [key for key in self._tracks if key not in live]:
+            del self._tracks[gone]
+        return out
