@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 __all__ = [
     "Bounds",
@@ -29,6 +30,17 @@ class MetricKind(Enum):
     CPU = "cpu"  # cores
     MEMORY = "memory"  # bytes
     REQUESTS = "requests"  # requests per second
+
+
+T = TypeVar("T")
+
+
+def _pick(kind: MetricKind, cpu: T, memory: T, requests: T) -> T:
+    if kind is MetricKind.CPU:
+        return cpu
+    if kind is MetricKind.MEMORY:
+        return memory
+    return requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +108,7 @@ class LoadSnapshot:
     requests: Sample | None = None
 
     def get(self, kind: MetricKind) -> Sample | None:
-        if kind is MetricKind.CPU:
-            return self.cpu
-        if kind is MetricKind.MEMORY:
-            return self.memory
-        return self.requests
+        return _pick(kind, self.cpu, self.memory, self.requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +175,7 @@ class Forecasts:
     requests: LoadForecast | None = None
 
     def get(self, kind: MetricKind) -> LoadForecast | None:
-        if kind is MetricKind.CPU:
-            return self.cpu
-        if kind is MetricKind.MEMORY:
-            return self.memory
-        return self.requests
+        return _pick(kind, self.cpu, self.memory, self.requests)
 
 
 @dataclass(frozen=True, slots=True)

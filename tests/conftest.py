@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,14 @@ def traces_dir() -> Path:
     if not any(TRACES_DIR.glob("*.csv")):
         pytest.fail(f"no traces in {TRACES_DIR}; set PA_TRACES_DIR to the shared traces folder")
     return TRACES_DIR
+
+
+def write_trace(path: Path, days: int, value_at: Callable[[int], float]) -> Path:
+    """A trace file of `days` days at 5-minute steps from 2024-01-01; `value_at(k)` gives row k."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = ["timestamp,value"]
+    for k in range(days * 288):
+        stamp = (start + timedelta(minutes=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(f"{stamp},{value_at(k):.0f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -10,21 +10,18 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import main
+from tests.conftest import write_trace
 
 
 @pytest.fixture(scope="module")
 def daily_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four days of a daily wave at 5-minute steps with a little deterministic jitter."""
-    path = tmp_path_factory.mktemp("bt") / "daily.csv"
-    rows = ["timestamp,value"]
-    for k in range(4 * 288):
+
+    def value(k: int) -> float:
         minute = (k % 288) * 5
-        value = 600 + 400 * math.sin(2 * math.pi * minute / 1440) + 37 * ((k * 7) % 5 - 2)
-        hours, mins = divmod(k * 5, 60)
-        day, hour = divmod(hours, 24)
-        rows.append(f"2024-01-{day + 1:02d}T{hour:02d}:{mins:02d}:00Z,{value:.0f}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
+        return 600 + 400 * math.sin(2 * math.pi * minute / 1440) + 37 * ((k * 7) % 5 - 2)
+
+    return write_trace(tmp_path_factory.mktemp("bt") / "daily.csv", 4, value)
 
 
 def test_json_shape_and_scores(daily_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import main
+from tests.conftest import write_trace
 
 SCORES = {"overload_pct", "unserved_pct", "hot_pct", "pod_hours", "cost_vs_oracle",
           "mean_utilization", "scale_events"}  # fmt: skip
@@ -22,17 +23,13 @@ SCORES = {"overload_pct", "unserved_pct", "hot_pct", "pod_hours", "cost_vs_oracl
 @pytest.fixture(scope="module")
 def short_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three days of a daily wave at 5-minute steps with a sharp afternoon burst each day."""
-    path = tmp_path_factory.mktemp("traces") / "wave.csv"
-    rows = ["timestamp,value"]
-    for k in range(3 * 288):
+
+    def value(k: int) -> float:
         minute = (k % 288) * 5
-        base = 600 + 400 * math.sin(2 * math.pi * minute / 1440)
         burst = 900 if 900 <= minute < 930 else 0
-        hours, mins = divmod(k * 5, 60)
-        day, hour = divmod(hours, 24)
-        rows.append(f"2024-01-{day + 1:02d}T{hour:02d}:{mins:02d}:00Z,{base + burst:.0f}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
+        return 600 + 400 * math.sin(2 * math.pi * minute / 1440) + burst
+
+    return write_trace(tmp_path_factory.mktemp("traces") / "wave.csv", 3, value)
 
 
 def test_table_shows_both_policies_and_scenario(

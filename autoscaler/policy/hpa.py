@@ -77,6 +77,10 @@ class HpaBehavior:
         periods = [r.period_s for r in self.scale_up_rules + self.scale_down_rules]
         object.__setattr__(self, "longest_s", max([self.scale_up_stabilization_s, *periods]))
 
+    def memory_s(self, config: TargetConfig) -> float:
+        """Decision history the windows and rate limits look back over."""
+        return max(config.scale_down_stabilization_s, self.longest_s)
+
 
 DEFAULT_BEHAVIOR = HpaBehavior()
 
@@ -260,7 +264,7 @@ class HpaPolicy:
         return "hpa"
 
     def memory_s(self, config: TargetConfig) -> float:
-        return max(config.scale_down_stabilization_s, self.behavior.longest_s)
+        return self.behavior.memory_s(config)
 
     def decide(self, inputs: PolicyInputs) -> Decision:
         current = inputs.target.state.spec_replicas

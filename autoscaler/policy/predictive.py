@@ -79,7 +79,7 @@ class PredictivePolicy:
         return "predictive"
 
     def memory_s(self, config: TargetConfig) -> float:
-        return max(config.scale_down_stabilization_s, self.behavior.longest_s)
+        return self.behavior.memory_s(config)
 
     def lead_s(self, inputs: PolicyInputs) -> float:
         configured = inputs.target.config.startup_s
