@@ -107,17 +107,23 @@ class SimMetrics:
         self._lag_s = float(scenario.metric_lag_s)
         self._signal = signal
         self.step = 0
+        self._seen: tuple[int, float | None] = (-1, None)
 
     def latest(self) -> float | None:
         """Mean of the signal over the window that ended `lag` ago. The signal is linear between
         steps, so the trapezoid rule over the window's end points is its exact mean."""
+        if self._seen[0] == self.step:
+            return self._seen[1]
         end = self.step - self._lag + 1
         begin = end - self._window - 1
-        if begin < 0:
-            return None
-        signal = self._signal
-        inner = sum(signal[begin + 1 : end - 1])
-        return (inner + 0.5 * (signal[begin] + signal[end - 1])) / self._window
+        value = None
+        if begin >= 0:
+            signal = self._signal
+            inner = sum(signal[begin + 1 : end - 1])
+            value = (inner + 0.5 * (signal[begin] + signal[end - 1])) / self._window
+        # The engine reads it for the timeline and the tick reads it again: compute once per step.
+        self._seen = (self.step, value)
+        return value
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         value = self.latest()
@@ -134,9 +140,7 @@ class SimRecorder:
 
     def __init__(self) -> None:
         self.changes: list[Decision] = []
-        self.ticks = 0
 
     def record(self, decision: Decision, applied: bool) -> None:
-        self.ticks += 1
         if decision.changed and applied:
             self.changes.append(decision)
