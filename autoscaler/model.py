@@ -13,9 +13,12 @@ __all__ = [
     "Bounds",
     "ForecastQuality",
     "Forecasts",
+    "LabelMatcher",
     "LoadForecast",
     "LoadSnapshot",
+    "MatchOp",
     "MetricKind",
+    "RequestSelector",
     "Sample",
     "Target",
     "TargetConfig",
@@ -178,6 +181,32 @@ class Forecasts:
         return _pick(kind, self.cpu, self.memory, self.requests)
 
 
+class MatchOp(Enum):
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMatcher:
+    """One label matcher of a request-rate selector; the value is kept unescaped and escaped only
+    when a query is built."""
+
+    name: str
+    op: MatchOp
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSelector:
+    """Which counter measures a workload's requests: a metric name and label matchers, never free
+    PromQL. The target's own namespace and pods are always added when the query is built."""
+
+    metric: str
+    matchers: tuple[LabelMatcher, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class TargetConfig:
     """How one workload is to be scaled (from annotations in a cluster, from the scenario in the
@@ -197,6 +226,8 @@ class TargetConfig:
     startup_s: float | None = None
     # Level of the prediction interval whose upper bound replicas are sized for.
     confidence: float = 0.8
+    # The request counter for this workload; None means the metrics source's default.
+    requests_selector: RequestSelector | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:
