@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from autoscaler.backtest import parse_duration
 from autoscaler.model import MetricKind
@@ -198,7 +200,106 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="OUT.png",
         help="write actuals against each model's forecasts with the interval band",
     )
+    _add_run(commands)
     return parser
+
+
+ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
+
+
+def _env(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _interval(text: str) -> float:
+    seconds = _duration(text).total_seconds()
+    if not 1 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 1s and 1h")
+    return seconds
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def _namespaces(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if not _DNS_LABEL.fullmatch(name):
+            raise argparse.ArgumentTypeError(f"{name!r} is not a namespace name")
+    return names
+
+
+_port = _whole("a port number (0 turns the endpoint off)", lambda v: 0 <= v <= 65535)
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the controller against a cluster",
+        description=(
+            "Scale opted-in Deployments ahead of their forecast load. Every flag can also be set "
+            f"in the environment as {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}PROMETHEUS_URL); a flag "
+            "on the command line wins."
+        ),
+    )
+
+    def add(flag: str, **kwargs: Any) -> None:
+        env = os.environ.get(_env(flag))
+        if env is not None:
+            kwargs["default"] = env
+            kwargs.pop("required", None)
+        kwargs["help"] = f"{kwargs.get('help', '')} [env {_env(flag)}]"
+        run.add_argument(flag, **kwargs)
+
+    add("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
+    add("--namespaces", type=_namespaces, default=(), help="comma-separated namespaces (default: all)")
+    add("--interval", type=_interval, default=30.0, help="time between ticks, e.g. 30s (default 30s)")
+    add("--prometheus-url", required=True, help="e.g. http://prometheus.monitoring:9090")
+    add("--prometheus-token-file", type=Path, help="bearer token file, re-read when it changes")
+    add("--prometheus-ca-file", type=Path, help="CA bundle for an https Prometheus")
+    add(
+        "--prometheus-insecure-skip-verify",
+        type=_boolean,
+        default=False,
+        help="do not verify Prometheus' certificate (true/false)",
+    )
+    add(
+        "--requests-metric",
+        default="http_requests_total",
+        help="request counter for targets that name none (default http_requests_total)",
+    )
+    add("--dry-run", type=_boolean, nargs="?", const=True, default=False, help="patch nothing")
+    add("--metrics-port", type=_port, default=8080, help="health endpoints port (default 8080)")
+    add(
+        "--leader-elect",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        help="act only while holding the Lease (run two or more replicas)",
+    )
+    add(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    add("--lease-name", default="predictive-autoscaler", help="default predictive-autoscaler")
+    add("--lease-duration", type=_interval, default=15.0, help="default 15s")
+    add("--renew-deadline", type=_interval, default=10.0, help="default 10s")
+    add("--retry-period", type=_interval, default=2.0, help="default 2s")
+    add("--identity", help="this replica's name in the Lease (default: host name and pid)")
+    add(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="default info",
+    )
 
 
 class _ProgressBar:
@@ -294,6 +395,68 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from autoscaler.leader import LeaseSettings
+    from autoscaler.logs import configure_logging
+    from autoscaler.prometheus import PrometheusSettings
+    from autoscaler.runner import RunSettings, default_identity, run_controller
+
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
+    for flag, path in (
+        ("--prometheus-token-file", args.prometheus_token_file),
+        ("--prometheus-ca-file", args.prometheus_ca_file),
+    ):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    try:
+        prometheus = PrometheusSettings(
+            url=args.prometheus_url,
+            bearer_token_file=args.prometheus_token_file,
+            ca_file=args.prometheus_ca_file,
+            insecure_skip_verify=args.prometheus_insecure_skip_verify,
+            default_requests_metric=args.requests_metric,
+        )
+    except ValueError as exc:
+        raise UsageError(f"--prometheus-url/--requests-metric: {exc}") from None
+    try:
+        lease = LeaseSettings(
+            namespace=args.lease_namespace,
+            name=args.lease_name,
+            lease_duration_s=args.lease_duration,
+            renew_deadline_s=args.renew_deadline,
+            retry_period_s=args.retry_period,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    settings = RunSettings(
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespaces),
+        interval_s=args.interval,
+        prometheus=prometheus,
+        dry_run=args.dry_run,
+        metrics_port=args.metrics_port or None,
+        leader_elect=args.leader_elect,
+        lease=lease,
+        identity=args.identity or default_identity(),
+    )
+    configure_logging(args.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return run_controller(settings, stop)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -302,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "backtest":
             return _backtest(args)
+        if args.command == "run":
+            return _run(args)
     except (TraceError, ScenarioError, UsageError) as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -86,6 +86,34 @@ class _Track:
             self._sum += value
             self._count += 1
 
+    def seed(self, history: pd.Series, before: float, level: float) -> None:
+        """Start from the workload's recorded past instead of from nothing: the complete buckets
+        before `before` become the model's history, and the last `quality_window` of them are fed
+        one by one, so the forecasts a restarted controller makes are scored (and may be trusted)
+        at once rather than hours later."""
+        step = self._settings.bucket_s
+        values = history.dropna()
+        if values.empty:
+            return
+        seconds = pd.DatetimeIndex(values.index).asi8 // 1_000_000_000
+        buckets = pd.Series(values.to_numpy(dtype=float), index=(seconds // step) * step)
+        means = buckets.groupby(level=0).mean()
+        means = means[means.index + step <= before]
+        if means.empty:
+            return
+        times = [float(t) for t in means.index]
+        points = [float(v) for v in means.to_numpy()]
+        replay = min(self._settings.quality_window, max(0, len(points) - 1))
+        split = len(points) - replay
+        self._times.extend(times[:split])
+        self._values.extend(points[:split])
+        for at, value in zip(times[split:], points[split:], strict=True):
+            self._close(at, value, level)
+        # The bucket after the last seeded one is the first open one; late samples of seeded
+        # buckets are then ignored instead of closing a bucket twice.
+        self._bucket = times[-1] + step
+        self._sum, self._count = 0.0, 0
+
     def quality(self) -> ForecastQuality:
         if not self._errors:
             return ForecastQuality(0, None, None)
@@ -160,9 +188,12 @@ class ModelForecaster:
         self,
         settings: ForecastSettings = DEFAULT_SETTINGS,
         make_model: Callable[[ModelName], Forecaster] = make_forecaster,
+        history: Callable[[TargetRef, MetricKind], pd.Series | None] | None = None,
     ) -> None:
         self._settings = settings
         self._make_model = make_model
+        # Where a new target's past comes from (the metrics source's cache in a cluster).
+        self._history = history
         self._tracks: dict[tuple[TargetRef, MetricKind], _Track] = {}
 
     def latest(self, ref: TargetRef, kind: MetricKind) -> LoadForecast | None:
@@ -185,6 +216,9 @@ class ModelForecaster:
                 if track is None:
                     track = _Track(kind, self._settings, self._make_model(self._settings.model))
                     self._tracks[key] = track
+                    past = None if self._history is None else self._history(ref, kind)
+                    if past is not None:
+                        track.seed(past, now, target.config.confidence)
                 sample = None if snapshot is None else snapshot.get(kind)
                 if sample is not None:
                     track.observe(sample.at, sample.value, target.config.confidence)

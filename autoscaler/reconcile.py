@@ -63,7 +63,8 @@ class WithoutForecasts:
 
 class Actuator(Protocol):
     def apply(self, decision: Decision) -> bool:
-        """Make the workload run `decision.replicas`; True when it now does (or already did)."""
+        """Carry the decision out (a no-op when nothing changes); True when the workload now runs
+        as decided (or already did)."""
         ...
 
 
@@ -123,7 +124,9 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
             target, loads.get(ref, _NO_LOAD), history, now, forecasts.get(ref, _NO_FORECASTS)
         )
         decision = stages.policy.decide(inputs)
-        applied = stages.actuator.apply(decision) if decision.changed else True
+        # Called on every decision: an actuator may have more to move than the replica count (the
+        # floor of an HPA), and knows itself when there is nothing to do.
+        applied = stages.actuator.apply(decision)
         memory.histories[ref] = history.after(
             decision, applied=applied, keep_s=stages.policy.memory_s(target.config)
         )

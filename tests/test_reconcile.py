@@ -41,6 +41,8 @@ class Cluster:
         return tuple(Target(WorkloadState(ref, n, n), CONFIG) for ref, n in self.replicas.items())
 
     def apply(self, decision: Decision) -> bool:
+        if not decision.changed:
+            return True
         self.patches.append((decision.ref, decision.replicas))
         if self.refuse:
             return False

@@ -1,0 +1,228 @@
+"""Annotations on a Deployment → a validated, typed configuration, in one pure function.
+
+A Deployment opts in with `predictive-autoscaler.io/enabled: "true"`; every other key under the prefix
+tunes it (the README's table lists them with their defaults). Values are parsed strictly: booleans are
+`true`/`false` in lower case, numbers are plain decimals in a sane range, lists are comma-separated
+names. The first invalid key stops parsing with an `AnnotationError` naming the key and the value, and
+the caller leaves the Deployment exactly as it is: a typo must never be read as "use the default",
+which could scale a service the user meant to protect. Unknown keys under the prefix are errors for
+the same reason (`min-replica` is not `min-replicas`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+from autoscaler.model import Bounds, MetricKind, RequestSelector, TargetConfig
+from autoscaler.promql import SelectorError, parse_request_selector
+
+__all__ = [
+    "ANNOTATION_DEFAULTS",
+    "PREFIX",
+    "STATUS_KEY",
+    "AnnotationError",
+    "ScaleMode",
+    "Settings",
+    "parse_annotations",
+]
+
+PREFIX = "predictive-autoscaler.io/"
+# Written by the controller, never read as configuration.
+STATUS_KEY = PREFIX + "status"
+
+T = TypeVar("T")
+
+
+class ScaleMode(Enum):
+    """What the controller moves: the Deployment's replicas, or the floor of the HPA that scales it."""
+
+    REPLICAS = "replicas"
+    HPA = "hpa"
+
+
+class AnnotationError(ValueError):
+    """An annotation whose value cannot be used; the message names the key and the value."""
+
+    def __init__(self, key: str, value: str, problem: str) -> None:
+        super().__init__(f"annotation {key}={value!r}: {problem}")
+        self.key = key
+        self.value = value
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the annotations of one opted-in Deployment say."""
+
+    mode: ScaleMode
+    dry_run: bool
+    config: TargetConfig
+
+
+# Key (without prefix) → default, as documented in the README.
+ANNOTATION_DEFAULTS: dict[str, str] = {
+    "enabled": "false",
+    "mode": "replicas",
+    "dry-run": "false",
+    "metrics": "cpu",
+    "target-utilization": "70",
+    "target-requests-per-pod": "(required with the requests metric)",
+    "min-replicas": "1",
+    "max-replicas": "100",
+    "startup-seconds": "(measured from pod readiness)",
+    "confidence": "80",
+    "scale-down-stabilization-seconds": "300",
+    "requests-metric": "(the controller's --requests-metric)",
+}
+
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_WHOLE = re.compile(r"[0-9]+")
+# Beyond these a value is a typo, not an intent (a Deployment of a million pods, a day-long start-up).
+MAX_REPLICAS_LIMIT = 10_000
+MAX_SECONDS = 3_600.0
+
+
+class _Reader:
+    def __init__(self, annotations: Mapping[str, str]) -> None:
+        self._values = {k[len(PREFIX) :]: v for k, v in annotations.items() if k.startswith(PREFIX)}
+
+    def raw(self, name: str) -> str | None:
+        return self._values.get(name)
+
+    def unknown(self) -> list[str]:
+        known = set(ANNOTATION_DEFAULTS) | {STATUS_KEY[len(PREFIX) :]}
+        return sorted(k for k in self._values if k not in known)
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        text = self._values.get(name)
+        if text is None:
+            return default
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise AnnotationError(PREFIX + name, text, str(error)) from None
+
+
+def _boolean(text: str) -> bool:
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    raise ValueError('must be "true" or "false"')
+
+
+def _mode(text: str) -> ScaleMode:
+    for member in ScaleMode:
+        if member.value == text:
+            return member
+    raise ValueError(f"unknown mode; one of: {', '.join(m.value for m in ScaleMode)}")
+
+
+def _decimal(low: float, high: float, unit: str = "") -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        if not _DECIMAL.fullmatch(text):
+            raise ValueError("must be a plain non-negative decimal number")
+        value = float(text)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be between {low:g} and {high:g}{unit}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError("must be a plain positive decimal number")
+    value = float(text)
+    if not (math.isfinite(value) and 0 < value <= 1e12):
+        raise ValueError("must be positive")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not _WHOLE.fullmatch(text):
+            raise ValueError("must be a whole non-negative number")
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _metrics(text: str) -> tuple[MetricKind, ...]:
+    names = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not name for name in names):
+        raise ValueError("must be a comma-separated list of cpu, memory, requests")
+    kinds: list[MetricKind] = []
+    for name in names:
+        kind = next((k for k in MetricKind if k.value == name), None)
+        if kind is None:
+            raise ValueError(f"unknown metric {name!r}; one of: cpu, memory, requests")
+        if kind in kinds:
+            raise ValueError(f"metric {name!r} is listed twice")
+        kinds.append(kind)
+    return tuple(kinds)
+
+
+def _selector(text: str) -> RequestSelector:
+    try:
+        return parse_request_selector(text)
+    except SelectorError as error:
+        raise ValueError(str(error)) from None
+
+
+def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
+    """The settings of a Deployment, None when it has not opted in.
+
+    Raises `AnnotationError` for the first key whose value is unusable (checked in a fixed order, so
+    the same annotations always report the same key)."""
+    read = _Reader(annotations)
+    if read.raw("enabled") is None or not read.get("enabled", _boolean, False):
+        return None
+    unknown = read.unknown()
+    if unknown:
+        key = unknown[0]
+        raise AnnotationError(PREFIX + key, read.raw(key) or "", "unknown annotation")
+    mode = read.get("mode", _mode, ScaleMode.REPLICAS)
+    dry_run = read.get("dry-run", _boolean, False)
+    default_metrics: tuple[MetricKind, ...] = (MetricKind.CPU,)
+    metrics = read.get("metrics", _metrics, default_metrics)
+    utilization = read.get("target-utilization", _decimal(1, 100, " %"), 70.0)
+    per_pod = read.get("target-requests-per-pod", _positive, None)
+    minimum = read.get("min-replicas", _whole(0, MAX_REPLICAS_LIMIT), 1)
+    maximum = read.get("max-replicas", _whole(1, MAX_REPLICAS_LIMIT), 100)
+    startup = read.get("startup-seconds", _decimal(0, MAX_SECONDS, " s"), None)
+    confidence = read.get("confidence", _decimal(50, 99, " %"), 80.0)
+    stabilization = read.get("scale-down-stabilization-seconds", _decimal(0, MAX_SECONDS, " s"), 300.0)
+    selector = read.get("requests-metric", _selector, None)
+
+    if minimum > maximum:
+        raise AnnotationError(
+            PREFIX + "min-replicas",
+            read.raw("min-replicas") or str(minimum),
+            f"is above max-replicas {maximum}",
+        )
+    if MetricKind.REQUESTS in metrics and per_pod is None:
+        raise AnnotationError(
+            PREFIX + "metrics",
+            read.raw("metrics") or "",
+            f"the requests metric needs {PREFIX}target-requests-per-pod",
+        )
+    config = TargetConfig(
+        metrics=metrics,
+        bounds=Bounds(minimum, maximum),
+        target_utilization=utilization / 100.0,
+        target_requests_per_pod=per_pod,
+        scale_down_stabilization_s=stabilization,
+        startup_s=startup,
+        confidence=confidence / 100.0,
+        requests_selector=selector,
+    )
+    return Settings(mode=mode, dry_run=dry_run, config=config)

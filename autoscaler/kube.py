@@ -1,0 +1,337 @@
+"""The Kubernetes API, as the controller uses it: the one module that imports the official client.
+
+Objects are read as plain JSON (the client's models validate strictly and would turn a field the
+server added into an error) and handed to `cluster.py`, which turns them into typed values at once.
+Every failure leaves here as one of the `KubeError` subclasses, each saying what to do about it:
+`Conflict` is retried on the next tick, `Forbidden` is reported and not retried in a loop, `Gone`
+(404) makes the target forgotten, `Unavailable` (5xx, 429, timeouts, refused connections) holds
+the target until the API server answers again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes import config as _config
+from kubernetes import utils as _utils
+from kubernetes import watch as _watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "Kind",
+    "Kube",
+    "KubeError",
+    "ResourceVersionExpired",
+    "Unavailable",
+    "WatchEvent",
+    "connect",
+    "quantity",
+]
+
+JsonObject = dict[str, Any]
+# Parts of the client without type annotations, used through Any on purpose.
+config: Any = _config
+watch: Any = _watch
+utils: Any = _utils
+
+
+def quantity(value: object) -> float | None:
+    """A resource quantity ("500m", "256Mi", 2) as a number of cores or bytes; None if unreadable."""
+    if value is None:
+        return None
+    try:
+        return float(utils.parse_quantity(value))
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
+class KubeError(Exception):
+    """A request the API server did not carry out."""
+
+
+class Unavailable(KubeError):
+    """The server could not be reached or asked us to come back later; retry on a later tick."""
+
+
+class Conflict(KubeError):
+    """The object changed under us (409); re-read and retry on the next tick."""
+
+
+class Forbidden(KubeError):
+    """RBAC does not allow the request (401/403); retrying will not help until someone acts."""
+
+
+class Gone(KubeError):
+    """The object does not exist (404)."""
+
+
+class Invalid(KubeError):
+    """The server rejected the request as malformed (400/422): a bug of ours, never retried blindly."""
+
+
+class ResourceVersionExpired(KubeError):
+    """A watch asked for history the server no longer keeps (410); re-list."""
+
+
+class Kind(Enum):
+    """The resources the controller reads."""
+
+    DEPLOYMENT = "deployments"
+    HPA = "horizontalpodautoscalers"
+    POD = "pods"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED or BOOKMARK
+    object: JsonObject
+
+
+def _error(exc: ApiException | urllib3.exceptions.HTTPError | OSError, what: str) -> KubeError:
+    if not isinstance(exc, ApiException):
+        return Unavailable(f"{what}: {exc}")
+    status = int(exc.status or 0)
+    message = what
+    body = exc.body
+    if isinstance(body, bytes | str) and body:
+        try:
+            message = f"{what}: {json.loads(body).get('message', '')}"
+        except (ValueError, AttributeError):
+            message = f"{what}: HTTP {status}"
+    if status in (401, 403):
+        return Forbidden(message)
+    if status == 404:
+        return Gone(message)
+    if status == 409:
+        return Conflict(message)
+    if status == 410:
+        return ResourceVersionExpired(message)
+    if status in (400, 415, 422):
+        return Invalid(message)
+    return Unavailable(message or f"{what}: HTTP {status}")
+
+
+_FAILURES = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+def connect(kubeconfig: Path | None, user_agent: str) -> Kube:
+    """A client from the kubeconfig file if one is given, else the in-cluster service account when
+    running in a pod, else the default kubeconfig ($KUBECONFIG, ~/.kube/config) as kubectl does."""
+    configuration = client.Configuration()
+    in_cluster = kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ
+    try:
+        if in_cluster:
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(
+                config_file=None if kubeconfig is None else str(kubeconfig),
+                client_configuration=configuration,
+            )
+    except (ConfigException, OSError, TypeError, ValueError) as error:
+        source = (
+            "the in-cluster service account"
+            if in_cluster
+            else str(kubeconfig or "the default kubeconfig")
+        )
+        raise ValueError(f"cannot load Kubernetes credentials from {source}: {error}") from None
+    api = client.ApiClient(configuration)
+    api.user_agent = user_agent
+    return Kube(api)
+
+
+class Kube:
+    """Typed verbs over the official client; every request has a timeout."""
+
+    def __init__(self, api: client.ApiClient, timeout_s: float = 10.0) -> None:
+        self._api = api
+        self._apps = client.AppsV1Api(api)
+        self._autoscaling = client.AutoscalingV2Api(api)
+        self._core = client.CoreV1Api(api)
+        self._coordination = client.CoordinationV1Api(api)
+        self._timeout = timeout_s
+
+    # -- reading -------------------------------------------------------------------------------
+    def _lister(self, kind: Kind, namespace: str | None) -> Any:
+        if kind is Kind.DEPLOYMENT:
+            return (
+                self._apps.list_deployment_for_all_namespaces
+                if namespace is None
+                else self._apps.list_namespaced_deployment
+            )
+        if kind is Kind.HPA:
+            return (
+                self._autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces
+                if namespace is None
+                else self._autoscaling.list_namespaced_horizontal_pod_autoscaler
+            )
+        return (
+            self._core.list_pod_for_all_namespaces
+            if namespace is None
+            else self._core.list_namespaced_pod
+        )
+
+    def list(self, kind: Kind, namespace: str | None) -> tuple[list[JsonObject], str]:
+        """All objects of `kind` (in `namespace`, or everywhere) and the list's resourceVersion."""
+        lister = self._lister(kind, namespace)
+        args = () if namespace is None else (namespace,)
+        try:
+            response = lister(*args, _preload_content=False, _request_timeout=self._timeout)
+            body = json.loads(response.data)
+        except _FAILURES as exc:
+            raise _error(exc, f"list {kind.value}") from None
+        except ValueError as exc:
+            raise Unavailable(f"list {kind.value}: unreadable answer: {exc}") from None
+        items = body.get("items") or []
+        version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+        return [item for item in items if isinstance(item, dict)], version
+
+    def watch(
+        self, kind: Kind, namespace: str | None, resource_version: str, timeout_s: int
+    ) -> Iterator[WatchEvent]:
+        """Changes after `resource_version` until the server ends the stream (about `timeout_s`)."""
+        lister = self._lister(kind, namespace)
+        args = () if namespace is None else (namespace,)
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                lister,
+                *args,
+                resource_version=resource_version,
+                timeout_seconds=timeout_s,
+                allow_watch_bookmarks=True,
+                deserialize=False,
+                _request_timeout=timeout_s + self._timeout,
+            ):
+                kind_of = str(event.get("type", ""))
+                raw = event.get("raw_object")
+                if kind_of == "ERROR":
+                    code = int((raw or {}).get("code", 0)) if isinstance(raw, dict) else 0
+                    if code == 410:
+                        raise ResourceVersionExpired(f"watch {kind.value}: resourceVersion too old")
+                    raise Unavailable(f"watch {kind.value}: error event {raw}")
+                if isinstance(raw, dict):
+                    yield WatchEvent(kind_of, raw)
+        except ApiException as exc:
+            raise _error(exc, f"watch {kind.value}") from None
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise Unavailable(f"watch {kind.value}: {exc}") from None
+        finally:
+            stream.stop()
+
+    # -- writing -------------------------------------------------------------------------------
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set the Deployment's replicas through its `scale` subresource."""
+        try:
+            self._apps.patch_namespaced_deployment_scale(
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except _FAILURES as exc:
+            raise _error(exc, f"scale deployment {namespace}/{name}") from None
+
+    def patch_hpa(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        min_replicas: int,
+        annotations: Mapping[str, str | None],
+    ) -> None:
+        """Set the HPA's floor and annotations, only if it is still at `resource_version`: the floor
+        to restore is computed from what was read, so a concurrent edit must win (409)."""
+        body = {
+            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)},
+            "spec": {"minReplicas": min_replicas},
+        }
+        try:
+            self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name,
+                namespace,
+                body,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except _FAILURES as exc:
+            raise _error(exc, f"patch hpa {namespace}/{name}") from None
+
+    def annotate_deployment(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        try:
+            self._apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                {"metadata": {"annotations": dict(annotations)}},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except _FAILURES as exc:
+            raise _error(exc, f"annotate deployment {namespace}/{name}") from None
+
+    def create_event(self, namespace: str, event: JsonObject) -> None:
+        try:
+            self._core.create_namespaced_event(
+                namespace,
+                client.CoreV1Event.model_validate(event),
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except _FAILURES as exc:
+            raise _error(exc, f"create event in {namespace}") from None
+
+    # -- leases --------------------------------------------------------------------------------
+    def read_lease(self, namespace: str, name: str) -> JsonObject | None:
+        try:
+            response: Any = self._coordination.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+            body = json.loads(response.data)
+        except _FAILURES as exc:
+            error = _error(exc, f"read lease {namespace}/{name}")
+            if isinstance(error, Gone):
+                return None
+            raise error from None
+        except ValueError as exc:
+            raise Unavailable(f"read lease: unreadable answer: {exc}") from None
+        return body if isinstance(body, dict) else None
+
+    def create_lease(self, namespace: str, lease: JsonObject) -> None:
+        try:
+            self._coordination.create_namespaced_lease(
+                namespace,
+                client.V1Lease.model_validate(lease),
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except _FAILURES as exc:
+            raise _error(exc, f"create lease in {namespace}") from None
+
+    def replace_lease(self, namespace: str, name: str, lease: JsonObject) -> None:
+        """PUT with the lease's resourceVersion: a stale one is a `Conflict`, never an overwrite."""
+        try:
+            self._coordination.replace_namespaced_lease(
+                name,
+                namespace,
+                client.V1Lease.model_validate(lease),
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except _FAILURES as exc:
+            raise _error(exc, f"replace lease {namespace}/{name}") from None

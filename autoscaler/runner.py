@@ -1,0 +1,154 @@
+"""`predictive-autoscaler run`: builds the concrete stages (wiring) and runs the tick on a schedule.
+
+APScheduler (3.x) calls the tick on an interval with one instance at a time: a tick that overruns
+makes the next one late, and late runs are coalesced into one, never stacked. Leader election, when
+enabled, renews the Lease on its own schedule so a slow tick cannot cost the lease. The loop never
+dies of an exception in a tick: it is logged and the next tick starts afresh. Stopping (SIGTERM)
+waits for the running tick, releases the lease, and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from autoscaler.cluster import ClusterReader
+from autoscaler.controller import Controller
+from autoscaler.forecast_stage import ModelForecaster
+from autoscaler.health import HealthServer
+from autoscaler.kube import connect
+from autoscaler.leader import LeaderElector, LeaseSettings
+from autoscaler.policy import PredictivePolicy
+from autoscaler.prometheus import PrometheusSettings, PrometheusSource
+
+__all__ = ["RunSettings", "default_identity", "run_controller"]
+
+log = logging.getLogger(__name__)
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    kubeconfig: Path | None
+    namespaces: tuple[str, ...]
+    interval_s: float
+    prometheus: PrometheusSettings
+    dry_run: bool
+    metrics_port: int | None
+    leader_elect: bool
+    lease: LeaseSettings
+    identity: str
+    # How long the reader waits for its first lists before the first tick gives up on this round.
+    sync_timeout_s: float = 30.0
+
+
+def run_controller(settings: RunSettings, stop: threading.Event) -> int:
+    """Run until `stop` is set; the exit status."""
+    kube = connect(settings.kubeconfig, user_agent=f"predictive-autoscaler/{settings.identity}")
+    source = PrometheusSource(settings.prometheus)
+    forecaster = ModelForecaster(history=source.history)
+    policy = PredictivePolicy(interval_s=settings.interval_s)
+    reader = ClusterReader(kube, settings.namespaces or None)
+    elector = (
+        LeaderElector(kube, settings.lease, settings.identity, time.monotonic, time.time)
+        if settings.leader_elect
+        else None
+    )
+    controller = Controller(
+        kube,
+        reader.snapshot,
+        reader.forget,
+        source,
+        forecaster,
+        policy,
+        dry_run=settings.dry_run,
+        may_act=elector.is_leader if elector is not None else lambda: True,
+    )
+    health = None
+    if settings.metrics_port is not None:
+        health = HealthServer(settings.metrics_port, ready=lambda: reader.synced)
+        health.start()
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        began = time.monotonic()
+        try:
+            summary = controller.tick(time.time())
+        except Exception:
+            # Whatever broke, the next tick starts from the cluster's state again.
+            log.exception("tick failed", extra={"event": "tick_failed"})
+            return
+        finally:
+            if health is not None:
+                health.beat(time.monotonic())
+        ticks += 1
+        log.info(
+            "tick done",
+            extra={
+                "event": "tick",
+                "acted": summary.acted,
+                "targets": len(summary.decisions),
+                "metrics_available": summary.metrics_available,
+                "seconds": round(time.monotonic() - began, 3),
+            },
+        )
+
+    reader.start()
+    scheduler = BackgroundScheduler(timezone=UTC)
+    first = datetime.now(UTC)
+    if elector is not None:
+        scheduler.add_job(
+            elector.try_acquire_or_renew,
+            "interval",
+            seconds=settings.lease.retry_period_s,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=first,
+            id="lease",
+        )
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=settings.interval_s,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(settings.interval_s)),
+        next_run_time=first,
+        id="tick",
+    )
+    log.info(
+        "controller started",
+        extra={
+            "event": "started",
+            "identity": settings.identity,
+            "namespaces": list(settings.namespaces) or "all",
+            "interval_s": settings.interval_s,
+            "dry_run": settings.dry_run,
+            "leader_elect": settings.leader_elect,
+        },
+    )
+    scheduler.start()
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)
+        if elector is not None:
+            elector.release()
+        reader.stop()
+        source.close()
+        if health is not None:
+            health.stop()
+        log.info("controller stopped", extra={"event": "stopped", "ticks": ticks})
+    return 0
