@@ -160,7 +160,7 @@ class Informer:
                 failures = 0
             except ResourceVersionExpired:
                 need_list = True
-            except KubeError as error:
+            except Exception as error:  # noqa: BLE001 - an informer thread must outlive any failure
                 failures += 1
                 log.warning(
                     "watch of %s failed (%s); resuming",

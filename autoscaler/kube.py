@@ -212,10 +212,10 @@ class Kube:
                 resource_version=resource_version,
                 timeout_seconds=timeout_s,
                 allow_watch_bookmarks=True,
-                deserialize=False,
                 _request_timeout=timeout_s + self._timeout,
             ):
                 kind_of = str(event.get("type", ""))
+                # The plain JSON; the client's model of it ("object") is not used.
                 raw = event.get("raw_object")
                 if kind_of == "ERROR":
                     code = int((raw or {}).get("code", 0)) if isinstance(raw, dict) else 0
@@ -226,8 +226,10 @@ class Kube:
                     yield WatchEvent(kind_of, raw)
         except ApiException as exc:
             raise _error(exc, f"watch {kind.value}") from None
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            raise Unavailable(f"watch {kind.value}: {exc}") from None
+        except (urllib3.exceptions.HTTPError, OSError, ValueError, KeyError, TypeError) as exc:
+            # A malformed event ends this watch like a dropped connection would; the informer
+            # resumes from the last version it applied.
+            raise Unavailable(f"watch {kind.value}: {exc!r}") from None
         finally:
             stream.stop()
 

@@ -16,7 +16,7 @@ from autoscaler.model import Bounds, LabelMatcher, MatchOp, MetricKind, RequestS
 ON = {PREFIX + "enabled": "true"}
 
 
-def annotations(**values: str) -> dict[str, str]:
+def annotated(**values: str) -> dict[str, str]:
     out = dict(ON)
     for key, value in values.items():
         out[PREFIX + key.replace("_", "-")] = value
@@ -53,7 +53,7 @@ def test_defaults() -> None:
 
 def test_every_key_read() -> None:
     settings = parse_annotations(
-        annotations(
+        annotated(
             mode="hpa",
             dry_run="true",
             metrics="cpu, requests,memory",
@@ -91,79 +91,73 @@ BAD = [
     pytest.param({PREFIX + "enabled": "True"}, "enabled", "True", id="enabled-wrong-case"),
     pytest.param({PREFIX + "enabled": "yes"}, "enabled", "yes", id="enabled-not-boolean"),
     pytest.param({PREFIX + "enabled": ""}, "enabled", "", id="enabled-empty"),
-    pytest.param(annotations(mode="Replicas"), "mode", "Replicas", id="mode-wrong-case"),
-    pytest.param(annotations(mode="vertical"), "mode", "vertical", id="mode-unknown"),
-    pytest.param(annotations(dry_run="TRUE"), "dry-run", "TRUE", id="dry-run-wrong-case"),
-    pytest.param(annotations(metrics="cpu,gpu"), "metrics", "cpu,gpu", id="metric-unknown"),
-    pytest.param(annotations(metrics=""), "metrics", "", id="metrics-empty"),
-    pytest.param(annotations(metrics="CPU"), "metrics", "CPU", id="metric-wrong-case"),
-    pytest.param(annotations(metrics="cpu,,memory"), "metrics", "cpu,,memory", id="metrics-hole"),
-    pytest.param(annotations(metrics="cpu,cpu"), "metrics", "cpu,cpu", id="metric-twice"),
+    pytest.param(annotated(mode="Replicas"), "mode", "Replicas", id="mode-wrong-case"),
+    pytest.param(annotated(mode="vertical"), "mode", "vertical", id="mode-unknown"),
+    pytest.param(annotated(dry_run="TRUE"), "dry-run", "TRUE", id="dry-run-wrong-case"),
+    pytest.param(annotated(metrics="cpu,gpu"), "metrics", "cpu,gpu", id="metric-unknown"),
+    pytest.param(annotated(metrics=""), "metrics", "", id="metrics-empty"),
+    pytest.param(annotated(metrics="CPU"), "metrics", "CPU", id="metric-wrong-case"),
+    pytest.param(annotated(metrics="cpu,,memory"), "metrics", "cpu,,memory", id="metrics-hole"),
+    pytest.param(annotated(metrics="cpu,cpu"), "metrics", "cpu,cpu", id="metric-twice"),
     pytest.param(
-        annotations(metrics="requests"), "metrics", "requests", id="requests-without-per-pod-target"
+        annotated(metrics="requests"), "metrics", "requests", id="requests-without-per-pod-target"
     ),
     pytest.param(
-        annotations(target_utilization="seventy"),
+        annotated(target_utilization="seventy"),
         "target-utilization",
         "seventy",
         id="utilization-non-numeric",
     ),
     pytest.param(
-        annotations(target_utilization="0.7"),
+        annotated(target_utilization="0.7"),
         "target-utilization",
         "0.7",
         id="utilization-as-fraction",
     ),
     pytest.param(
-        annotations(target_utilization="150"), "target-utilization", "150", id="utilization-over-100"
+        annotated(target_utilization="150"), "target-utilization", "150", id="utilization-over-100"
     ),
     pytest.param(
-        annotations(target_utilization="-5"), "target-utilization", "-5", id="utilization-negative"
+        annotated(target_utilization="-5"), "target-utilization", "-5", id="utilization-negative"
     ),
+    pytest.param(annotated(target_utilization="nan"), "target-utilization", "nan", id="utilization-nan"),
+    pytest.param(annotated(min_replicas="-1"), "min-replicas", "-1", id="min-negative"),
+    pytest.param(annotated(min_replicas="2.5"), "min-replicas", "2.5", id="min-fractional"),
+    pytest.param(annotated(min_replicas=""), "min-replicas", "", id="min-empty"),
     pytest.param(
-        annotations(target_utilization="nan"), "target-utilization", "nan", id="utilization-nan"
+        annotated(min_replicas="10", max_replicas="3"), "min-replicas", "10", id="min-above-max"
     ),
-    pytest.param(annotations(min_replicas="-1"), "min-replicas", "-1", id="min-negative"),
-    pytest.param(annotations(min_replicas="2.5"), "min-replicas", "2.5", id="min-fractional"),
-    pytest.param(annotations(min_replicas=""), "min-replicas", "", id="min-empty"),
+    pytest.param(annotated(max_replicas="0"), "max-replicas", "0", id="max-zero"),
+    pytest.param(annotated(max_replicas="1000000"), "max-replicas", "1000000", id="max-absurd"),
+    pytest.param(annotated(startup_seconds="86400"), "startup-seconds", "86400", id="startup-absurd"),
+    pytest.param(annotated(startup_seconds="2m"), "startup-seconds", "2m", id="startup-with-unit"),
+    pytest.param(annotated(confidence="0.8"), "confidence", "0.8", id="confidence-as-fraction"),
+    pytest.param(annotated(confidence="100"), "confidence", "100", id="confidence-100"),
     pytest.param(
-        annotations(min_replicas="10", max_replicas="3"), "min-replicas", "10", id="min-above-max"
-    ),
-    pytest.param(annotations(max_replicas="0"), "max-replicas", "0", id="max-zero"),
-    pytest.param(
-        annotations(max_replicas="1000000"), "max-replicas", "1000000", id="max-absurd"
-    ),
-    pytest.param(
-        annotations(startup_seconds="86400"), "startup-seconds", "86400", id="startup-absurd"
-    ),
-    pytest.param(annotations(startup_seconds="2m"), "startup-seconds", "2m", id="startup-with-unit"),
-    pytest.param(annotations(confidence="0.8"), "confidence", "0.8", id="confidence-as-fraction"),
-    pytest.param(annotations(confidence="100"), "confidence", "100", id="confidence-100"),
-    pytest.param(
-        annotations(scale_down_stabilization_seconds="-30"),
+        annotated(scale_down_stabilization_seconds="-30"),
         "scale-down-stabilization-seconds",
         "-30",
         id="stabilization-negative",
     ),
     pytest.param(
-        annotations(metrics="requests", target_requests_per_pod="0"),
+        annotated(metrics="requests", target_requests_per_pod="0"),
         "target-requests-per-pod",
         "0",
         id="per-pod-zero",
     ),
     pytest.param(
-        annotations(requests_metric='http_requests_total or vector(1)'),
+        annotated(requests_metric="http_requests_total or vector(1)"),
         "requests-metric",
         "http_requests_total or vector(1)",
         id="selector-injection",
     ),
     pytest.param(
-        annotations(requests_metric='http_requests_total{namespace="other"}'),
+        annotated(requests_metric='http_requests_total{namespace="other"}'),
         "requests-metric",
         'http_requests_total{namespace="other"}',
         id="selector-foreign-namespace",
     ),
-    pytest.param(annotations(min_replica="2"), "min-replica", "2", id="unknown-key-typo"),
+    pytest.param(annotated(min_replica="2"), "min-replica", "2", id="unknown-key-typo"),
 ]
 
 

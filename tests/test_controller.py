@@ -1,0 +1,426 @@
+"""The controller's tick against the fake API server, through the official client.
+
+Covers: mode replicas patches the scale subresource once per change, with an Event and a status
+annotation; dry-run writes nothing to the workload; mode hpa raises the HPA floor ahead of forecast
+load and restores it (annotation removed) when the forecast falls; a replicas-mode Deployment that an
+HPA targets is refused with one Event; bad annotations give one Event naming key and value, no patch,
+and the other targets are still served; 503/429/403/404 on the scale never crash the tick, 403 cools
+the target down, 404 forgets it; metrics missing → hold (no scale-down); kubectl sees what the
+controller did and its annotations steer the next tick; the informers resume a dropped watch without
+listing again and list again after a 410.
+
+Loads and forecasts come from small in-test stages that implement the `MetricsSource` and
+`Forecaster` protocols (the Prometheus source has its own tests against a real Prometheus).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from autoscaler.cluster import ClusterReader, ClusterSnapshot, build_snapshot
+from autoscaler.config import PREFIX, STATUS_KEY
+from autoscaler.controller import Controller
+from autoscaler.kube import Kind, Kube, connect
+from autoscaler.model import (
+    ForecastQuality,
+    Forecasts,
+    LoadForecast,
+    LoadSnapshot,
+    MetricKind,
+    Sample,
+    Target,
+    TargetRef,
+)
+from autoscaler.policy import PredictivePolicy
+from autoscaler.reconcile import MetricsUnavailable
+from tests.fakekube import FakeKube
+
+NOW = 1_800_000_000.0
+NS = "shop"
+ON = {PREFIX + "enabled": "true", PREFIX + "startup-seconds": "60"}
+
+
+class Loads:
+    """Aggregate CPU cores per Deployment, as the metrics source would report them."""
+
+    def __init__(self) -> None:
+        self.cores: dict[str, float] = {}
+        self.down = False
+
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
+        if self.down:
+            raise MetricsUnavailable("prometheus is down")
+        return {
+            t.state.ref: LoadSnapshot(cpu=Sample(self.cores[t.state.ref.name], now - 30))
+            for t in targets
+            if t.state.ref.name in self.cores
+        }
+
+
+class Predicted:
+    """A trusted CPU forecast per Deployment: a flat upper bound over the next half hour."""
+
+    def __init__(self) -> None:
+        self.upper: dict[str, float] = {}
+
+    def forecasts(
+        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+    ) -> Mapping[TargetRef, Forecasts]:
+        out = {}
+        for target in targets:
+            upper = self.upper.get(target.state.ref.name)
+            if upper is None:
+                continue
+            times = tuple(now - 60 + 300 * i for i in range(6))
+            forecast = LoadForecast(
+                kind=MetricKind.CPU,
+                made_at=now - 60,
+                step_s=300,
+                times=times,
+                mean=(upper * 0.8,) * 6,
+                upper=(upper,) * 6,
+                level=0.8,
+                quality=ForecastQuality(48, 0.5, 0.85),
+            )
+            out[target.state.ref] = Forecasts(cpu=forecast)
+        return out
+
+
+def listed(kube: Kube) -> Callable[[float], ClusterSnapshot]:
+    """A snapshot from fresh lists: every tick sees the server's state without watch delays."""
+
+    def snapshot(now: float) -> ClusterSnapshot:
+        deployments, _ = kube.list(Kind.DEPLOYMENT, None)
+        hpas, _ = kube.list(Kind.HPA, None)
+        pods, _ = kube.list(Kind.POD, None)
+        return build_snapshot(deployments, hpas, pods, now)
+
+    return snapshot
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Kube:
+    return connect(kubeconfig, user_agent="predictive-autoscaler/test")
+
+
+def controller(
+    kube: Kube, loads: Loads, predicted: Predicted | None = None, dry_run: bool = False
+) -> Controller:
+    return Controller(
+        kube,
+        listed(kube),
+        lambda ref: None,
+        loads,
+        predicted or Predicted(),
+        PredictivePolicy(interval_s=30),
+        dry_run=dry_run,
+    )
+
+
+def writes(fake: FakeKube, fragment: str) -> list[str]:
+    return [
+        f"{r.method} {r.path}"
+        for r in fake.requests
+        if r.method in ("PATCH", "PUT", "POST", "DELETE") and fragment in r.path
+    ]
+
+
+def events(fake: FakeKube, reason: str | None = None) -> list[dict[str, str]]:
+    found = [
+        {
+            "reason": e.get("reason", ""),
+            "message": e.get("message", ""),
+            "name": e["involvedObject"]["name"],
+        }
+        for e in fake.list_objects("Event", NS)
+    ]
+    return [e for e in found if reason is None or e["reason"] == reason]
+
+
+def replicas(fake: FakeKube, name: str) -> int:
+    deployment = fake.get_object("Deployment", NS, name)
+    assert deployment is not None
+    return int(deployment["spec"]["replicas"])
+
+
+def test_replicas_mode_scales_once_with_event_and_status(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON, cpu_request="500m")
+    loads = Loads()
+    loads.cores["web"] = 2.1  # 1.05 cores a pod against 0.35 wanted: three times the pods
+    tick = controller(kube, loads)
+
+    summary = tick.tick(NOW)
+    assert [d.replicas for d in summary.decisions] == [6]
+    assert replicas(fake_kube, "web") == 6
+    assert len(writes(fake_kube, "/deployments/web/scale")) == 1
+    assert [e["reason"] for e in events(fake_kube, "ScaledUp")] == ["ScaledUp"]
+    deployment = fake_kube.get_object("Deployment", NS, "web")
+    assert deployment is not None
+    status = json.loads(deployment["metadata"]["annotations"][STATUS_KEY])
+    assert status["target"] == 6
+    assert "scale-up" in status["reasons"]
+
+    loads.cores["web"] = 2.1 * 6 / 2 / 3  # now just right for 6 pods
+    tick.tick(NOW + 30)
+    assert len(writes(fake_kube, "/deployments/web/scale")) == 1, "no patch without a change"
+
+
+def test_dry_run_writes_nothing_to_the_workload(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations={**ON, PREFIX + "dry-run": "true"})
+    fake_kube.add_deployment(NS, "api", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores.update(web=2.1, api=2.1)
+    fake_kube.clear_log()
+
+    summary = controller(kube, loads, dry_run=False).tick(NOW)
+    assert {d.ref.name: d.replicas for d in summary.decisions} == {"web": 6, "api": 6}
+    assert replicas(fake_kube, "web") == 2
+    assert writes(fake_kube, "/deployments/web") == []
+    assert [e["name"] for e in events(fake_kube, "DryRun")] == ["web"]
+    assert "would set replicas 2→6" in events(fake_kube, "DryRun")[0]["message"]
+    assert replicas(fake_kube, "api") == 6
+
+
+def test_global_dry_run_flag(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    fake_kube.clear_log()
+    controller(kube, loads, dry_run=True).tick(NOW)
+    assert writes(fake_kube, "/deployments") == []
+    assert replicas(fake_kube, "web") == 2
+
+
+def test_hpa_mode_raises_the_floor_ahead_and_restores_it(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations={**ON, PREFIX + "mode": "hpa"})
+    fake_kube.add_hpa(NS, "web", "web", min_replicas=2, max_replicas=20)
+    loads, predicted = Loads(), Predicted()
+    loads.cores["web"] = 0.5
+    predicted.upper["web"] = 3.5  # 0.5 cores a pod at full capacity: 7 pods
+    tick = controller(kube, loads, predicted)
+
+    tick.tick(NOW)
+    hpa = fake_kube.get_object("HorizontalPodAutoscaler", NS, "web")
+    assert hpa is not None
+    assert hpa["spec"]["minReplicas"] == 7
+    assert hpa["metadata"]["annotations"]["predictive-autoscaler.io/original-min-replicas"] == "2"
+    assert replicas(fake_kube, "web") == 2, "the HPA, not us, scales the Deployment"
+    assert [e["reason"] for e in events(fake_kube, "RaisedHPAFloor")] == ["RaisedHPAFloor"]
+
+    predicted.upper["web"] = 0.4
+    tick.tick(NOW + 30)
+    hpa = fake_kube.get_object("HorizontalPodAutoscaler", NS, "web")
+    assert hpa is not None
+    assert hpa["spec"]["minReplicas"] == 2
+    assert "predictive-autoscaler.io/original-min-replicas" not in (
+        hpa["metadata"].get("annotations") or {}
+    )
+    assert [e["reason"] for e in events(fake_kube, "RestoredHPAFloor")] == ["RestoredHPAFloor"]
+
+
+def test_hpa_floor_never_above_hpa_max(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations={**ON, PREFIX + "mode": "hpa"})
+    fake_kube.add_hpa(NS, "web", "web", min_replicas=2, max_replicas=5)
+    loads, predicted = Loads(), Predicted()
+    loads.cores["web"] = 0.5
+    predicted.upper["web"] = 50.0
+    controller(kube, loads, predicted).tick(NOW)
+    hpa = fake_kube.get_object("HorizontalPodAutoscaler", NS, "web")
+    assert hpa is not None
+    assert hpa["spec"]["minReplicas"] == 5
+
+
+def test_replicas_mode_with_an_hpa_is_refused(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    fake_kube.add_hpa(NS, "web-hpa", "web", min_replicas=1, max_replicas=10)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    tick = controller(kube, loads)
+    fake_kube.clear_log()
+    for k in range(3):
+        summary = tick.tick(NOW + 30 * k)
+        assert summary.refused == (TargetRef(NS, "web"),)
+    assert writes(fake_kube, "/deployments/web") == []
+    assert writes(fake_kube, "/horizontalpodautoscalers") == []
+    refused = events(fake_kube, "RefusedHPAConflict")
+    assert len(refused) == 1
+    assert "web-hpa" in refused[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param("min-replicas", "-1", id="negative"),
+        pytest.param("target-utilization", "high", id="non-numeric"),
+        pytest.param("mode", "REPLICAS", id="wrong-case"),
+        pytest.param("metrics", "cpu,disk", id="unknown-metric"),
+        pytest.param("max-replicas", "", id="empty"),
+    ],
+)
+def test_bad_annotation_event_no_patch_loop_goes_on(
+    fake_kube: FakeKube, kube: Kube, key: str, value: str
+) -> None:
+    fake_kube.add_deployment(NS, "broken", replicas=2, annotations={**ON, PREFIX + key: value})
+    fake_kube.add_deployment(NS, "fine", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores.update(broken=2.1, fine=2.1)
+    tick = controller(kube, loads)
+    fake_kube.clear_log()
+    tick.tick(NOW)
+    tick.tick(NOW + 30)
+    assert writes(fake_kube, "/deployments/broken") == []
+    assert replicas(fake_kube, "broken") == 2
+    invalid = events(fake_kube, "InvalidAnnotation")
+    assert len(invalid) == 1, "reported once, not once per tick"
+    assert invalid[0]["name"] == "broken"
+    assert PREFIX + key in invalid[0]["message"]
+    assert repr(value) in invalid[0]["message"]
+    assert replicas(fake_kube, "fine") == 6
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_server_errors_on_scale_are_retried_next_tick(
+    fake_kube: FakeKube, kube: Kube, status: int
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    tick = controller(kube, loads)
+    fake_kube.inject("PATCH", r"/deployments/web/scale", status=status, times=1, retry_after=1)
+    tick.tick(NOW)
+    assert replicas(fake_kube, "web") == 2
+    tick.tick(NOW + 30)
+    assert replicas(fake_kube, "web") == 6
+
+
+def test_forbidden_is_reported_and_not_retried_in_a_loop(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    tick = controller(kube, loads)
+    fake_kube.inject("PATCH", r"/deployments/web/scale", status=403, times=None)
+    for k in range(4):
+        tick.tick(NOW + 30 * k)
+    assert len(writes(fake_kube, "/deployments/web/scale")) == 1
+    assert len(events(fake_kube, "Forbidden")) == 1
+
+
+def test_deployment_gone_before_the_patch_is_forgotten(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    forgotten: list[TargetRef] = []
+    tick = Controller(
+        kube, listed(kube), forgotten.append, loads, Predicted(), PredictivePolicy(interval_s=30)
+    )
+    fake_kube.inject("PATCH", r"/deployments/web/scale", status=404, times=1)
+    summary = tick.tick(NOW)
+    assert forgotten == [TargetRef(NS, "web")]
+    assert summary.outcomes[TargetRef(NS, "web")].value == "gone"
+
+
+def test_metrics_missing_holds_and_never_scales_down(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=8, annotations=ON)
+    loads = Loads()
+    loads.down = True
+    tick = controller(kube, loads)
+    for k in range(20):  # well past the stabilization window
+        summary = tick.tick(NOW + 30 * k)
+        assert not summary.metrics_available
+    assert replicas(fake_kube, "web") == 8
+    assert writes(fake_kube, "/deployments/web/scale") == []
+    assert [e["reason"] for e in events(fake_kube, "Holding")] == ["Holding"]
+
+
+def test_api_outage_never_crashes_and_never_scales_down(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=8, annotations=ON)
+    reader = ClusterReader(kube, [NS], watch_timeout_s=5)
+    reader.start()
+    try:
+        assert reader.wait_synced(5)
+        loads = Loads()
+        loads.cores["web"] = 0.1  # would scale down to 1 if it could
+        tick = Controller(
+            kube, reader.snapshot, reader.forget, loads, Predicted(), PredictivePolicy(interval_s=30)
+        )
+        fake_kube.fail_all(503)
+        for k in range(12):  # past the 300 s stabilization window
+            tick.tick(NOW + 30 * k)
+        fake_kube.heal()
+        assert replicas(fake_kube, "web") == 8
+    finally:
+        reader.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_informers_resume_a_dropped_watch_without_listing_again(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    reader = ClusterReader(kube, [NS], watch_timeout_s=30)
+    reader.start()
+    try:
+        assert reader.wait_synced(5)
+        assert fake_kube.wait_for_watches(3)
+        lists = reader.lists
+        fake_kube.drop_watches()
+        fake_kube.add_deployment(NS, "api", replicas=3, annotations=ON)
+        assert wait_for(lambda: len(reader.snapshot(NOW).targets) == 2)
+        assert reader.lists == lists, "a warm cache resumes its watch from the last version"
+
+        fake_kube.compact()
+        fake_kube.drop_watches()
+        fake_kube.add_deployment(NS, "db", replicas=1, annotations=ON)
+        assert wait_for(lambda: len(reader.snapshot(NOW).targets) == 3)
+        assert reader.lists > lists, "history gone (410): list again"
+    finally:
+        reader.stop()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_sees_and_steers_the_controller(
+    fake_kube: FakeKube, kube: Kube, kubeconfig: Path
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    tick = controller(kube, loads)
+    tick.tick(NOW)
+
+    def kubectl(*args: str) -> str:
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "-n", NS, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return done.stdout
+
+    assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "6"
+    status = kubectl("get", "deploy", "web", "-o", "jsonpath={.metadata.annotations}")
+    assert "predictive-autoscaler.io/status" in status
+    assert "ScaledUp" in kubectl("get", "events")
+
+    kubectl("annotate", "deploy", "web", f"{PREFIX}min-replicas=9", "--overwrite")
+    tick.tick(NOW + 30)
+    assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "9"
+
+    kubectl("annotate", "deploy", "web", f"{PREFIX}max-replicas=oops", "--overwrite")
+    kubectl("scale", "deploy/web", "--replicas=4")
+    tick.tick(NOW + 60)
+    assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "4"
+    assert "InvalidAnnotation" in kubectl("get", "events")
