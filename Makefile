@@ -25,7 +25,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The integration tests run Debian's Prometheus (installed here when missing) and real kubectl.
 test: lint
+	bash scripts/ensure-prometheus
 	$(BIN)/pytest
 
 bench: $(STAMP)
