@@ -204,7 +204,9 @@ class ClusterActuator:
         except KubeError as error:
             log.warning("cannot set %s on %s: %s", what, ref, error)
             return ActOutcome.UNAVAILABLE
-        self.events.emit(ref, EventKind.NORMAL, reason, f"set {what}: {decision.explain()}", self.now)
+        hpa_mode = managed.settings.mode is ScaleMode.HPA
+        message = f"set {what}: {decision.explain()}" if hpa_mode else decision.explain()
+        self.events.emit(ref, EventKind.NORMAL, reason, message, self.now)
         return ActOutcome.APPLIED
 
     def record(self, decision: Decision, applied: bool) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakekube.plugin import fake_kube, kubeconfig  # noqa: F401
+
 # The shared traces sit beside the repository (../shared/traces) on every developer machine and in CI;
 # PA_TRACES_DIR points elsewhere when needed.
 TRACES_DIR = Path(os.environ.get("PA_TRACES_DIR", Path(__file__).parents[2] / "shared" / "traces"))
