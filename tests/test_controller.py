@@ -359,7 +359,7 @@ def test_api_outage_never_crashes_and_never_scales_down(fake_kube: FakeKube, kub
         reader.stop()
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
