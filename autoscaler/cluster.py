@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from autoscaler.config import AnnotationError, ScaleMode, Settings, parse_annotations
-from autoscaler.kube import JsonObject, Kind, Kube, KubeError, ResourceVersionExpired, quantity
+from autoscaler.kube import JsonObject, Kind, Kube, ResourceVersionExpired, quantity
 from autoscaler.model import Bounds, Target, TargetRef, WorkloadState
 
 __all__ = [
@@ -160,7 +160,7 @@ class Informer:
                 failures = 0
             except ResourceVersionExpired:
                 need_list = True
-            except Exception as error:  # noqa: BLE001 - an informer thread must outlive any failure
+            except Exception as error:
                 failures += 1
                 log.warning(
                     "watch of %s failed (%s); resuming",

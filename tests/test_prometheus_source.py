@@ -1,0 +1,525 @@
+"""`PrometheusSource` against a real Prometheus serving backfilled cluster-shaped data
+(`tests.promserver`):
+
+* latest values per Deployment (cpu cores, memory bytes, requests/s) and whole histories match the
+  generated data, across a rollout, a counter reset, duplicate kube-state-metrics series and a custom
+  request selector; samples carry their own timestamp;
+* a Deployment name used in two namespaces never mixes, and a target never borrows another
+  namespace's series;
+* batching: the queries per tick do not grow with the number of targets (50 vs 2), only distinct
+  request selectors add one; a new target's history is fetched once, later ticks ask only for the new
+  window (one step of overlap); chunked history fetches equal unchunked ones;
+* `history` is a regular UTC series with short gaps interpolated and long ones left NaN;
+  `fetch_history` serves a backtest without touching the cache;
+* broken data: stale series, NaN points, a gappy counter and a ReplicaSet no Deployment owns leave that
+  kind (or target) out;
+* failures: a stopped server raises `PrometheusUnreachable` after the retries (with the injected
+  backoff, no real sleep) and the next tick after a restart on the same port and data recovers; a
+  frozen server raises `PrometheusTimeout`; a query Prometheus rejects raises `PrometheusRejected`,
+  and costs only its own targets their request rate when it comes from a custom selector;
+* settings validation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscaler.model import (
+    Bounds,
+    LabelMatcher,
+    LoadSnapshot,
+    MatchOp,
+    MetricKind,
+    RequestSelector,
+    Target,
+    TargetConfig,
+    TargetRef,
+    WorkloadState,
+)
+from autoscaler.prometheus import (
+    FetchPurpose,
+    PrometheusRejected,
+    PrometheusSettings,
+    PrometheusSource,
+    PrometheusTimeout,
+    PrometheusUnreachable,
+    regular_series,
+)
+from autoscaler.reconcile import MetricsUnavailable
+from tests.promserver import Dataset, PromEnv, PromServer, free_port
+
+STEP = 60
+WINDOW = 120.0  # the rate window of SETTINGS, in seconds
+HOURS = 3600.0
+CUSTOM = RequestSelector("app_hits_total", (LabelMatcher("handler", MatchOp.EQUAL, "/checkout"),))
+ALL_KINDS = tuple(MetricKind)
+
+WEB = TargetRef("shop", "web")
+SHOP_API = TargetRef("shop", "api")
+BLOG_API = TargetRef("blog", "api")
+GAPPY = TargetRef("blog", "gappy")
+CUSTOM_REF = TargetRef("blog", "custom")
+BROKEN = TargetRef("shop", "broken")
+STALE = TargetRef("shop", "stale")
+ORPHAN = TargetRef("shop", "orphan")
+BULK = tuple(TargetRef("bulk", f"bulk-{i:02d}") for i in range(48))
+HEALTHY = (WEB, SHOP_API, BLOG_API, GAPPY, CUSTOM_REF, BULK[0], BULK[47])
+
+
+def settings_for(env: PromEnv, **changes: object) -> PrometheusSettings:
+    base = PrometheusSettings(
+        url=env.url,
+        timeout_s=5.0,
+        retries=0,
+        step_s=STEP,
+        rate_window="2m",
+        history_s=6 * HOURS,
+        cache_s=6 * HOURS,
+        stale_after_s=180.0,
+        quality_window_s=600.0,
+        max_missing_share=0.3,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def target(
+    ref: TargetRef, kinds: Sequence[MetricKind] = ALL_KINDS, selector: RequestSelector | None = None
+) -> Target:
+    if selector is None and ref == CUSTOM_REF:
+        selector = CUSTOM
+    config = TargetConfig(metrics=tuple(kinds), bounds=Bounds(1, 20), target_requests_per_pod=10.0,
+                          requests_selector=selector)  # fmt: skip
+    return Target(WorkloadState(ref, 2, 2), config)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture(scope="module")
+def observed(prometheus: PromEnv) -> Iterator[tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]]]:
+    """One source that has seen every workload of the dataset, observed at the anchor."""
+    source = PrometheusSource(settings_for(prometheus))
+    targets = [target(w.ref) for w in prometheus.dataset.workloads]
+    loads = dict(source.observe(targets, prometheus.anchor))
+    yield source, loads
+    source.close()
+
+
+def close_to(actual: float, expected: float) -> bool:
+    return math.isclose(actual, expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+# --- values -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        pytest.param(WEB, id="after-rollout-duplicate-ksm"),
+        pytest.param(SHOP_API, id="after-counter-reset"),
+        pytest.param(BLOG_API, id="same-name-other-namespace"),
+        pytest.param(GAPPY, id="after-a-gap"),
+        pytest.param(CUSTOM_REF, id="custom-selector"),
+        pytest.param(BULK[0], id="bulk-first"),
+        pytest.param(BULK[47], id="bulk-last"),
+    ],
+)
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in MetricKind])
+def test_latest_value_matches_the_data(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]],
+    prometheus: PromEnv,
+    ref: TargetRef,
+    kind: MetricKind,
+) -> None:
+    sample = observed[1][ref].get(kind)
+    assert sample is not None
+    assert sample.at == prometheus.anchor
+    expected = prometheus.dataset.expected(ref, kind, prometheus.anchor, WINDOW)
+    assert expected is not None
+    assert close_to(sample.value, expected), (sample.value, expected)
+
+
+def _compare_history(series: pd.Series, dataset: Dataset, ref: TargetRef, kind: MetricKind) -> int:
+    compared = 0
+    for stamp, value in zip(series.index, series.to_numpy(), strict=True):
+        t = stamp.timestamp()
+        expected = dataset.expected(ref, kind, t, WINDOW)
+        if expected is None:
+            continue
+        assert close_to(float(value), expected), (ref, kind, stamp, value, expected)
+        compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("ref", [pytest.param(r, id=str(r).replace("/", "-")) for r in HEALTHY[:5]])
+def test_history_matches_the_data_at_every_step(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv, ref: TargetRef
+) -> None:
+    for kind in MetricKind:
+        series = observed[0].history(ref, kind)
+        assert series is not None
+        # Six hours at one-minute steps; only the points next to rollouts and gaps are not pinned.
+        assert _compare_history(series, prometheus.dataset, ref, kind) > 280
+
+
+def test_history_never_dips_at_a_counter_reset(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
+) -> None:
+    series = observed[0].history(SHOP_API, MetricKind.REQUESTS)
+    assert series is not None
+    reset = pd.Timestamp(prometheus.anchor - 2 * HOURS, unit="s", tz="UTC")
+    around = series[reset - pd.Timedelta(minutes=5) : reset + pd.Timedelta(minutes=5)]
+    assert len(around) == 11
+    assert around.notna().all()
+    assert around.between(0.5 * around.median(), 1.5 * around.median()).all()
+
+
+def test_same_name_in_two_namespaces_never_mixes(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
+) -> None:
+    shop, blog = observed[1][SHOP_API], observed[1][BLOG_API]
+    for kind in MetricKind:
+        shop_sample, blog_sample = shop.get(kind), blog.get(kind)
+        assert shop_sample is not None
+        assert blog_sample is not None
+        assert close_to(
+            shop_sample.value,
+            prometheus.dataset.expected(SHOP_API, kind, prometheus.anchor, WINDOW) or -1,
+        )
+        assert close_to(
+            blog_sample.value,
+            prometheus.dataset.expected(BLOG_API, kind, prometheus.anchor, WINDOW) or -1,
+        )
+
+
+def test_a_target_only_gets_series_of_its_own_namespace(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    # blog/custom counts app_hits_total; shop/custom does not exist and must not borrow blog's series.
+    borrowed = TargetRef("shop", "custom")
+    targets = [target(BLOG_API), target(borrowed, selector=CUSTOM)]
+    loads = source.observe(targets, prometheus.anchor)
+    assert set(loads) == {BLOG_API}
+    custom = [r for r in source.last_fetches if r.selector == CUSTOM]
+    assert [(r.returned, r.series) for r in custom] == [(0, 0)]
+    # Update ticks are confined to the namespaces only: other Deployments there come back, unused.
+    loads = source.observe(targets, prometheus.anchor)
+    assert set(loads) == {BLOG_API}
+    cpu = next(r for r in source.last_fetches if r.kind is MetricKind.CPU)
+    assert cpu.returned > cpu.series == 1
+    assert source.history(borrowed, MetricKind.REQUESTS) is None
+
+
+# --- broken data ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "available"),
+    [
+        pytest.param(STALE, None, id="stale-target-left-out"),
+        pytest.param(ORPHAN, None, id="replicaset-without-deployment-left-out"),
+        pytest.param(BROKEN, {MetricKind.CPU}, id="nan-memory-and-gappy-counter-missing"),
+        pytest.param(GAPPY, set(MetricKind), id="old-gap-does-not-matter-now"),
+    ],
+)
+def test_broken_series_leave_their_kind_out(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]],
+    ref: TargetRef,
+    available: set[MetricKind] | None,
+) -> None:
+    loads = observed[1]
+    if available is None:
+        assert ref not in loads
+        return
+    snapshot = loads[ref]
+    assert {kind for kind in MetricKind if snapshot.get(kind) is not None} == available
+
+
+def test_nan_points_are_dropped_not_kept(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    source.observe([target(BROKEN, kinds=(MetricKind.MEMORY,))], prometheus.anchor)
+    (record,) = source.last_fetches
+    assert record.dropped >= 14  # the last fifteen minutes read NaN
+    series = source.history(BROKEN, MetricKind.MEMORY)
+    assert series is not None
+    assert series.index[-1].timestamp() < prometheus.anchor - 14 * 60
+    assert (series.dropna() >= 0).all()
+
+
+def test_a_gappy_kind_is_missing_even_with_a_fresh_point(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    loads = source.observe(
+        [target(BROKEN, kinds=(MetricKind.REQUESTS, MetricKind.CPU))], prometheus.anchor
+    )
+    assert loads[BROKEN].requests is None
+    series = source.history(BROKEN, MetricKind.REQUESTS)
+    assert series is not None
+    assert series.index[-1].timestamp() == prometheus.anchor  # fresh, yet too many holes before it
+    # The same counter passes with a tolerance for missing points that it meets.
+    lenient = PrometheusSource(settings_for(prometheus, max_missing_share=0.7))
+    assert lenient.observe([target(BROKEN, kinds=(MetricKind.REQUESTS,))], prometheus.anchor)[
+        BROKEN
+    ].requests
+
+
+# --- batching and incremental fetches -----------------------------------------------------------------
+
+
+def test_queries_per_tick_do_not_grow_with_targets(prometheus: PromEnv) -> None:
+    few = [target(WEB), target(BLOG_API)]
+    many = [target(ref) for ref in (*BULK, WEB, BLOG_API)]
+    assert len(many) == 50
+    counts = {}
+    for name, targets in (("few", few), ("many", many)):
+        source = PrometheusSource(settings_for(prometheus))
+        per_tick = []
+        for now in (prometheus.anchor - 120, prometheus.anchor - 60, prometheus.anchor):
+            before = source.queries_made
+            loads = source.observe(targets, now)
+            per_tick.append(source.queries_made - before)
+            assert len(loads) == len(targets)
+        counts[name] = per_tick
+    assert counts["few"] == counts["many"] == [3, 3, 3]
+
+
+def test_only_distinct_selectors_add_queries(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    same = [target(CUSTOM_REF), target(TargetRef("blog", "api"), selector=CUSTOM), target(WEB)]
+    source.observe(same, prometheus.anchor)
+    before = source.queries_made
+    source.observe(same, prometheus.anchor)
+    assert source.queries_made - before == 4  # cpu, memory, default counter, one custom selector
+
+
+def test_incremental_ticks_ask_only_for_the_new_window(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    targets = [target(WEB), target(SHOP_API)]
+    first = prometheus.anchor - 600
+    source.observe(targets, first)
+    assert {(r.purpose, r.start, r.end) for r in source.last_fetches} == {
+        (FetchPurpose.HISTORY, first - 6 * HOURS, first)
+    }
+    cached = source.history(WEB, MetricKind.CPU)
+    assert cached is not None
+    loads = source.observe(targets, prometheus.anchor + 30)  # between two steps: aligned down
+    assert {(r.purpose, r.start, r.end) for r in source.last_fetches} == {
+        (FetchPurpose.UPDATE, first - STEP, prometheus.anchor)
+    }
+    assert all(r.points == 2 * 12 for r in source.last_fetches)  # 10 new steps, 1 overlap, 1 repeat
+    grown = source.history(WEB, MetricKind.CPU)
+    assert grown is not None
+    # Ten new points at the end, and the cache (bounded to six hours) dropped ten at the start.
+    assert len(grown) == len(cached)
+    assert grown.index[-1].timestamp() == prometheus.anchor
+    assert grown.index[0] == cached.index[10]
+    sample = loads[WEB].cpu
+    assert sample is not None
+    assert sample.at == prometheus.anchor  # the time it describes, not `now`
+
+
+def test_a_new_target_among_known_ones_gets_its_own_history_fetch(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    source.observe([target(WEB)], prometheus.anchor - 60)
+    source.observe([target(WEB), target(BLOG_API)], prometheus.anchor)
+    purposes = sorted((r.purpose.value, r.targets) for r in source.last_fetches)
+    assert purposes == [("history", 1)] * 3 + [("update", 1)] * 3
+    series = source.history(BLOG_API, MetricKind.CPU)
+    assert series is not None
+    assert len(series) == 6 * 60 + 1
+
+
+def test_chunked_history_equals_a_single_query(prometheus: PromEnv) -> None:
+    targets = [target(WEB, kinds=(MetricKind.CPU,)), target(GAPPY, kinds=(MetricKind.CPU,))]
+    whole = PrometheusSource(settings_for(prometheus))
+    chunked = PrometheusSource(settings_for(prometheus, max_points_per_query=100))
+    whole.observe(targets, prometheus.anchor)
+    chunked.observe(targets, prometheus.anchor)
+    assert [r.queries for r in chunked.last_fetches] == [4]  # 361 points in chunks of 100
+    for ref in (WEB, GAPPY):
+        a, b = whole.history(ref, MetricKind.CPU), chunked.history(ref, MetricKind.CPU)
+        assert a is not None
+        assert b is not None
+        pd.testing.assert_series_equal(a, b)
+
+
+def test_forgotten_targets_are_dropped_from_the_cache(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    source.observe([target(WEB), target(BLOG_API)], prometheus.anchor)
+    source.observe([target(WEB)], prometheus.anchor)
+    assert source.history(BLOG_API, MetricKind.CPU) is None
+    assert source.history(WEB, MetricKind.CPU) is not None
+
+
+# --- history series ---------------------------------------------------------------------------------
+
+
+def test_history_is_a_regular_utc_series(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
+) -> None:
+    series = observed[0].history(GAPPY, MetricKind.CPU)
+    assert series is not None
+    index = series.index
+    assert isinstance(index, pd.DatetimeIndex)
+    assert str(index.tz) == "UTC"
+    assert index.freq == pd.Timedelta(seconds=STEP)
+    assert index.is_monotonic_increasing
+    assert index.is_unique
+    assert index[-1].timestamp() == prometheus.anchor
+    assert len(series) == 6 * 60 + 1
+    # The 30-minute gap stays a gap (rate() bridges its first two minutes and needs two samples after
+    # it); nothing else is missing.
+    gap_start = prometheus.anchor - 3 * HOURS
+    missing = series[series.isna()]
+    assert 25 <= len(missing) <= 30
+    assert all(gap_start <= t.timestamp() <= gap_start + 1800 for t in missing.index)
+
+
+def test_regular_series_interpolates_short_gaps_only() -> None:
+    step = 60
+    times = np.array([0, 60, 240, 300, 660, 720], dtype=np.int64) + 1_800_000_000  # 2 and 5 missing
+    values = np.array([1.0, 2.0, 5.0, 6.0, 12.0, 13.0])
+    series = regular_series(times, values, step)
+    assert len(series) == 13
+    assert pd.DatetimeIndex(series.index).freq == pd.Timedelta(seconds=step)
+    assert series.iloc[:6].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert series.iloc[6:11].isna().all()
+    assert series.iloc[11:].tolist() == [12.0, 13.0]
+
+
+def test_fetch_history_serves_a_backtest_without_touching_the_cache(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    start, end = prometheus.anchor - 2 * HOURS, prometheus.anchor
+    series = source.fetch_history(WEB, ALL_KINDS, start, end)
+    assert set(series) == set(MetricKind)
+    for kind, values in series.items():
+        assert len(values) == 121
+        assert values.index[0].timestamp() == start
+        assert _compare_history(values, prometheus.dataset, WEB, kind) == 121
+    assert all(r.purpose is FetchPurpose.BACKTEST and r.series == 1 for r in source.last_fetches)
+    assert source.history(WEB, MetricKind.CPU) is None
+    custom = source.fetch_history(CUSTOM_REF, [MetricKind.REQUESTS], start, end, selector=CUSTOM)
+    assert (
+        _compare_history(
+            custom[MetricKind.REQUESTS], prometheus.dataset, CUSTOM_REF, MetricKind.REQUESTS
+        )
+        == 121
+    )
+    assert source.fetch_history(TargetRef("shop", "nothing"), ALL_KINDS, start, end) == {}
+
+
+# --- failures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_server(prometheus: PromEnv, tmp_path: Path) -> Iterator[PromServer]:
+    """A private server on a copy of the data, which a test may stop, freeze and restart."""
+    server = PromServer(PromServer.copy_blocks(prometheus.server.tsdb, tmp_path / "tsdb"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_stopped_server_raises_after_retries_and_the_next_tick_recovers(
+    prometheus: PromEnv, own_server: PromServer
+) -> None:
+    sleeps = Sleeps()
+    settings = settings_for(prometheus, url=own_server.url, retries=2, backoff_s=0.5)
+    source = PrometheusSource(settings, sleep=sleeps)
+    targets = [target(WEB), target(BLOG_API)]
+    assert set(source.observe(targets, prometheus.anchor - 120)) == {WEB, BLOG_API}
+    own_server.stop()
+    before = source.queries_made
+    with pytest.raises(PrometheusUnreachable) as raised:
+        source.observe(targets, prometheus.anchor - 60)
+    assert isinstance(raised.value, MetricsUnavailable)
+    assert raised.value.temporary
+    assert sleeps.calls == [0.5, 1.0]
+    assert source.queries_made - before == 3
+    own_server.start()
+    loads = source.observe(targets, prometheus.anchor)
+    assert set(loads) == {WEB, BLOG_API}
+    cpu = loads[WEB].cpu
+    assert cpu is not None
+    assert cpu.at == prometheus.anchor
+    assert close_to(
+        cpu.value, prometheus.dataset.expected(WEB, MetricKind.CPU, prometheus.anchor, WINDOW) or -1
+    )
+    # The failed tick's window is fetched by the next one: nothing is missing in between.
+    series = source.history(WEB, MetricKind.CPU)
+    assert series is not None
+    assert series.iloc[-3:].notna().all()
+
+
+def test_frozen_server_raises_a_timeout(prometheus: PromEnv, own_server: PromServer) -> None:
+    source = PrometheusSource(settings_for(prometheus, url=own_server.url, timeout_s=0.3))
+    own_server.pause()
+    try:
+        with pytest.raises(PrometheusTimeout):
+            source.observe([target(WEB)], prometheus.anchor)
+    finally:
+        own_server.resume()
+    assert WEB in source.observe([target(WEB)], prometheus.anchor)
+
+
+def test_rejected_custom_selector_costs_only_its_targets(prometheus: PromEnv) -> None:
+    # Built directly: the annotation grammar refuses lookaheads, which RE2 cannot run.
+    bad = RequestSelector("app_hits_total", (LabelMatcher("handler", MatchOp.REGEX, "(?=/)checkout"),))
+    source = PrometheusSource(settings_for(prometheus))
+    loads = source.observe([target(CUSTOM_REF, selector=bad), target(WEB)], prometheus.anchor)
+    assert loads[CUSTOM_REF].requests is None
+    assert loads[CUSTOM_REF].cpu is not None
+    assert loads[WEB].requests is not None
+    with pytest.raises(PrometheusRejected) as raised:
+        source.fetch_history(CUSTOM_REF, [MetricKind.REQUESTS], 0.0, prometheus.anchor, selector=bad)
+    assert raised.value.status == 400
+    assert not raised.value.temporary
+
+
+def test_unreachable_url_never_leaks_a_requests_error(prometheus: PromEnv) -> None:
+    sleeps = Sleeps()
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    source = PrometheusSource(settings_for(prometheus, url=url, retries=1), sleep=sleeps)
+    with pytest.raises(PrometheusUnreachable):
+        source.observe([target(WEB)], prometheus.anchor)
+    assert sleeps.calls == [0.5]
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"url": "localhost:9090"}, id="url-without-scheme"),
+        pytest.param({"step_s": 0}, id="zero-step"),
+        pytest.param({"rate_window": "2 minutes"}, id="bad-rate-window"),
+        pytest.param({"retries": -1}, id="negative-retries"),
+        pytest.param({"timeout_s": 0.0}, id="zero-timeout"),
+        pytest.param({"max_missing_share": 1.0}, id="missing-share-one"),
+        pytest.param({"max_points_per_query": 20_000}, id="beyond-prometheus-point-limit"),
+        pytest.param({"default_requests_metric": "sum(x)"}, id="free-promql-as-default"),
+        pytest.param({"cache_s": 60.0}, id="cache-shorter-than-quality-window"),
+    ],
+)
+def test_invalid_settings_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        replace(PrometheusSettings(url="http://prometheus:9090"), **changes)  # type: ignore[arg-type]
+
+
+def test_default_settings() -> None:
+    settings = PrometheusSettings(url="http://prometheus:9090")
+    assert settings.step_s == 60
+    assert settings.rate_window == "2m"
+    assert settings.history_s == 3 * 86400
+    assert settings.default_requests_selector == RequestSelector("http_requests_total")
