@@ -5,7 +5,9 @@ counter selector), built by `autoscaler.promql`. A target seen for the first tim
 (`history_s`) in the same batched way; afterwards only the window since the last fetched point is
 asked for, with one step of overlap, and kept in a bounded per-target cache from which the forecaster
 seeds its models (`history`). Points sit on a fixed grid of `step_s` seconds (epoch multiples), so
-windows fetched at different ticks line up.
+windows fetched at different ticks line up. Long ranges are split into chunks small enough for
+Prometheus' point limit and for a quick evaluation, and a tick's queries run `parallel_queries` at a
+time.
 
 Data hygiene: NaN, infinite and negative points are dropped; a kind whose latest point is older than
 `stale_after_s`, or that misses more than `max_missing_share` of its points over the last
@@ -14,7 +16,7 @@ Data hygiene: NaN, infinite and negative points are dropped; a kind whose latest
 Failures: an unreachable server, a timeout or a server error, after `retries` retries with exponential
 backoff, raises a `PrometheusError` (an `autoscaler.reconcile.MetricsUnavailable`) for the whole tick.
 A query Prometheus rejects (4xx) raises `PrometheusRejected`, except for a custom request selector,
-which costs only those targets their request rate.
+which costs only its own targets their request rate.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import itertools
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -43,6 +47,7 @@ from autoscaler.promql import QueryGroup, group_targets, load_query, parse_reque
 from autoscaler.reconcile import MetricsUnavailable
 
 __all__ = [
+    "FILL_STEPS",
     "FetchPurpose",
     "FetchRecord",
     "PrometheusError",
@@ -118,7 +123,12 @@ class PrometheusSettings:
     stale_after_s: float = 180.0
     quality_window_s: float = 600.0
     max_missing_share: float = 0.3
+    # Points per series of one query (Prometheus refuses more than 11 000).
     max_points_per_query: int = 10_000
+    # Points of all series of one query: a longer history is fetched in more, shorter chunks, each
+    # quick to evaluate (about 2 s for 250 000 on two cores) and far from `timeout_s`.
+    max_answer_points: int = 250_000
+    parallel_queries: int = 2
     # Plain transfer is faster than gzip on the fast links a controller has to Prometheus.
     accept_identity_encoding: bool = True
 
@@ -127,9 +137,9 @@ class PrometheusSettings:
             raise ValueError(f"prometheus url must be http(s)://…, got {self.url!r}")
         if self.step_s < 1:
             raise ValueError("step_s must be at least one second")
-        if not _DURATION.fullmatch(self.rate_window):
+        if not _DURATION.fullmatch(self.rate_window) or not self.rate_window.strip("0msdhwy"):
             raise ValueError(
-                f"rate_window must be a Prometheus duration like 2m, got {self.rate_window!r}"
+                f"rate_window must be a positive duration like 2m, got {self.rate_window!r}"
             )
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0:
             raise ValueError("timeout_s must be positive, retries and backoff_s non-negative")
@@ -141,6 +151,8 @@ class PrometheusSettings:
             raise ValueError("max_missing_share must be in [0, 1)")
         if not 2 <= self.max_points_per_query <= _PROMETHEUS_POINT_LIMIT:
             raise ValueError(f"max_points_per_query must be in [2, {_PROMETHEUS_POINT_LIMIT}]")
+        if self.max_answer_points < 2 or self.parallel_queries < 1:
+            raise ValueError("max_answer_points must be at least 2 and parallel_queries at least 1")
         parse_request_selector(self.default_requests_metric)
 
     @property
@@ -195,13 +207,28 @@ class _Points:
 
 
 @dataclass(frozen=True, slots=True)
+class _Job:
+    """One batched fetch to make: a query group's targets (or some of them) over [start, end]."""
+
+    purpose: FetchPurpose
+    group: QueryGroup
+    refs: tuple[TargetRef, ...]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
-    """Points per (namespace, deployment) of one batched query, already cleaned."""
+    """Points per (namespace, deployment) of one job, cleaned and matched to its targets."""
 
     points: dict[TargetRef, tuple[np.ndarray, np.ndarray]]
     queries: int
     returned: int
     dropped: int
+
+
+# One parsed series: its target, times, values, and how many points were dropped.
+_Parsed = tuple[TargetRef, np.ndarray, np.ndarray, int]
 
 
 def regular_series(
@@ -247,6 +274,24 @@ def _to_datetime(t: float) -> datetime:
     return datetime.fromtimestamp(t, tz=UTC)
 
 
+def _parse(result: Any) -> list[_Parsed]:
+    if not isinstance(result, list):
+        raise PrometheusServerError("Prometheus answered something that is not a query result")
+    parsed: list[_Parsed] = []
+    try:
+        for series in result:
+            labels = series["metric"]
+            ref = TargetRef(str(labels["namespace"]), str(labels["deployment"]))
+            pairs = series["values"]
+            times = np.rint(np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs)))
+            values = np.array([p[1] for p in pairs], dtype=np.float64)
+            good = np.isfinite(values) & (values >= 0)
+            parsed.append((ref, times[good].astype(np.int64), values[good], int((~good).sum())))
+    except (KeyError, TypeError, ValueError) as err:
+        raise PrometheusServerError(f"malformed answer from Prometheus: {err!r}") from None
+    return parsed
+
+
 class PrometheusSource:
     """A `MetricsSource` reading a real Prometheus; see the module docstring for what it does.
 
@@ -259,6 +304,7 @@ class PrometheusSource:
         self.settings = settings
         self._sleep = sleep
         self._default_selector = settings.default_requests_selector
+        self._lock = threading.Lock()  # guards the client and the query counter across workers
         self._client: PrometheusConnect | None = None
         self._token_stamp: tuple[int, int] | None = None
         self._queries = 0
@@ -282,9 +328,10 @@ class PrometheusSource:
         return self._last_fetches
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         step = self.settings.step_s
@@ -292,16 +339,32 @@ class PrometheusSource:
         history_start = end - int(self.settings.history_s // step) * step
         groups = group_targets(targets, self._default_selector)
         self._forget_all_but(groups)
-        records: list[FetchRecord] = []
+        jobs: list[_Job] = []
         for group in groups:
-            new = [ref for ref in group.refs if (ref, group.kind) not in self._fetched_until]
-            known = [ref for ref in group.refs if (ref, group.kind) in self._fetched_until]
+            new = tuple(ref for ref in group.refs if (ref, group.kind) not in self._fetched_until)
+            known = tuple(ref for ref in group.refs if (ref, group.kind) in self._fetched_until)
             if new:
-                records += self._refresh(group, new, history_start, end, FetchPurpose.HISTORY)
+                jobs.append(_Job(FetchPurpose.HISTORY, group, new, history_start, end))
             if known:
                 since = min(self._fetched_until[(ref, group.kind)] for ref in known) - step
-                start = min(max(history_start, since), end)
-                records += self._refresh(group, known, start, end, FetchPurpose.UPDATE)
+                jobs.append(
+                    _Job(FetchPurpose.UPDATE, group, known, min(max(history_start, since), end), end)
+                )
+        answers = self._run(jobs)
+        records: list[FetchRecord] = []
+        oldest = end - int(self.settings.cache_s)
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, PrometheusRejected):
+                self._warn_once(job.group, answer)
+                continue
+            for ref in job.refs:
+                key = (ref, job.group.kind)
+                points = self._cache.setdefault(key, _Points())
+                times, values = answer.points.get(ref, (np.empty(0, np.int64), np.empty(0)))
+                points.replace_range(job.start, job.end, times, values)
+                points.trim(oldest)
+                self._fetched_until[key] = job.end
+            records.append(self._record(job, answer))
         self._last_fetches = tuple(records)
         loads: dict[TargetRef, LoadSnapshot] = {}
         for target in targets:
@@ -332,20 +395,27 @@ class PrometheusSource:
         first, last = self._align(start + self.settings.step_s - 1), self._align(end)
         if last < first:
             raise ValueError("fetch_history needs end after start")
-        out: dict[MetricKind, pd.Series] = {}
-        records: list[FetchRecord] = []
+        jobs = []
         for kind in dict.fromkeys(kinds):
             chosen = (selector or self._default_selector) if kind is MetricKind.REQUESTS else None
-            group = QueryGroup(kind, chosen, (ref,))
-            answer = self._fetch(group, [ref], first, last, restrict=True)
+            jobs.append(
+                _Job(FetchPurpose.BACKTEST, QueryGroup(kind, chosen, (ref,)), (ref,), first, last)
+            )
+        answers = self._run(jobs)
+        out: dict[MetricKind, pd.Series] = {}
+        records: list[FetchRecord] = []
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, PrometheusRejected):
+                raise answer
+            records.append(self._record(job, answer))
             points = answer.points.get(ref)
-            records.append(self._record(FetchPurpose.BACKTEST, group, 1, first, last, answer))
             if points is not None and len(points[0]):
+                kind = job.group.kind
                 out[kind] = regular_series(points[0], points[1], self.settings.step_s, name=kind.value)
         self._last_fetches = tuple(records)
         return out
 
-    # --- fetching ---------------------------------------------------------------------------------
+    # --- planning ---------------------------------------------------------------------------------
 
     def _align(self, t: float) -> int:
         step = self.settings.step_s
@@ -370,46 +440,33 @@ class PrometheusSource:
         for ref in [r for r in self._selector_of if r not in live_refs]:
             del self._selector_of[ref]
 
-    def _refresh(
-        self, group: QueryGroup, refs: Sequence[TargetRef], start: int, end: int, purpose: FetchPurpose
-    ) -> list[FetchRecord]:
-        try:
-            answer = self._fetch(group, refs, start, end, restrict=purpose is FetchPurpose.HISTORY)
-        except PrometheusRejected as err:
-            if group.selector is None or group.selector == self._default_selector:
-                raise
-            if group.selector not in self._warned:
-                self._warned.add(group.selector)
-                _LOG.warning(
-                    "request selector %s rejected by Prometheus: %s", group.selector.metric, err
-                )
-            return []
-        oldest = end - int(self.settings.cache_s)
-        for ref in refs:
-            key = (ref, group.kind)
-            points = self._cache.setdefault(key, _Points())
-            times, values = answer.points.get(ref, (np.empty(0, np.int64), np.empty(0)))
-            points.replace_range(start, end, times, values)
-            points.trim(oldest)
-            self._fetched_until[key] = end
-        return [self._record(purpose, group, len(refs), start, end, answer)]
+    def _warn_once(self, group: QueryGroup, error: PrometheusRejected) -> None:
+        if group.selector is not None and group.selector not in self._warned:
+            self._warned.add(group.selector)
+            _LOG.warning("request selector %s rejected by Prometheus: %s", group.selector.metric, error)
 
-    def _record(
-        self,
-        purpose: FetchPurpose,
-        group: QueryGroup,
-        targets: int,
-        start: int,
-        end: int,
-        answer: _Answer,
-    ) -> FetchRecord:
+    def _chunks(self, job: _Job) -> list[tuple[int, int]]:
+        """[start, end] cut so that no query exceeds Prometheus' points per series nor
+        `max_answer_points` over all of its series (estimated as one series per target)."""
+        step = self.settings.step_s
+        per_series = self.settings.max_answer_points // max(1, len(job.refs))
+        points = max(2, min(self.settings.max_points_per_query, per_series))
+        chunks = []
+        start = job.start
+        while start <= job.end:
+            end = min(job.end, start + (points - 1) * step)
+            chunks.append((start, end))
+            start = end + step
+        return chunks
+
+    def _record(self, job: _Job, answer: _Answer) -> FetchRecord:
         return FetchRecord(
-            purpose=purpose,
-            kind=group.kind,
-            selector=group.selector,
-            start=float(start),
-            end=float(end),
-            targets=targets,
+            purpose=job.purpose,
+            kind=job.group.kind,
+            selector=job.group.selector,
+            start=float(job.start),
+            end=float(job.end),
+            targets=len(job.refs),
             queries=answer.queries,
             returned=answer.returned,
             series=len(answer.points),
@@ -417,71 +474,104 @@ class PrometheusSource:
             dropped=answer.dropped,
         )
 
-    def _fetch(
-        self, group: QueryGroup, refs: Sequence[TargetRef], start: int, end: int, *, restrict: bool
-    ) -> _Answer:
-        """One batched query over [start, end], in chunks Prometheus accepts; only series of `refs`
-        are kept, matched exactly on (namespace, deployment)."""
-        query = load_query(
-            group.kind,
-            refs,
-            rate_window=self.settings.rate_window,
-            selector=group.selector,
-            restrict_deployments=restrict,
-        )
-        wanted = set(refs)
-        step = self.settings.step_s
-        span = (self.settings.max_points_per_query - 1) * step
-        pieces: dict[TargetRef, list[tuple[np.ndarray, np.ndarray]]] = {}
-        dropped = 0
-        queries = 0
-        returned: set[TargetRef] = set()
-        chunk_start = start
-        while chunk_start <= end:
-            chunk_end = min(end, chunk_start + span)
-            queries += 1
-            for ref, times, values, bad in self._parse(self._query_range(query, chunk_start, chunk_end)):
-                returned.add(ref)
+    # --- fetching ---------------------------------------------------------------------------------
+
+    def _run(self, jobs: Sequence[_Job]) -> list[_Answer | PrometheusRejected]:
+        """Run every chunk of every job, `parallel_queries` at a time, and assemble one answer per
+        job. A rejected query of a custom request selector becomes that job's answer; any other
+        error stops the chunks not yet started, and raises."""
+        tasks = [(j, start, end) for j, job in enumerate(jobs) for start, end in self._chunks(job)]
+        abort = threading.Event()
+
+        def run(task: tuple[int, int, int]) -> list[_Parsed] | PrometheusRejected:
+            j, start, end = task
+            job = jobs[j]
+            query = load_query(
+                job.group.kind,
+                job.refs,
+                rate_window=self.settings.rate_window,
+                start=start,
+                end=end,
+                selector=job.group.selector,
+                restrict_deployments=job.purpose is not FetchPurpose.UPDATE,
+            )
+            try:
+                return _parse(self._query_range(query, start, end, abort))
+            except PrometheusRejected as err:
+                custom = job.group.selector not in (None, self._default_selector)
+                if custom and job.purpose is not FetchPurpose.BACKTEST:
+                    return err
+                abort.set()
+                raise
+            except PrometheusError:
+                abort.set()
+                raise
+
+        workers = min(self.settings.parallel_queries, len(tasks))
+        if workers <= 1:
+            results = [run(task) for task in tasks]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prometheus") as pool:
+                futures = [pool.submit(run, task) for task in tasks]
+                try:
+                    results = [future.result() for future in futures]
+                finally:
+                    for future in futures:
+                        future.cancel()
+        return self._assemble(jobs, tasks, results)
+
+    def _assemble(
+        self,
+        jobs: Sequence[_Job],
+        tasks: Sequence[tuple[int, int, int]],
+        results: Sequence[list[_Parsed] | PrometheusRejected],
+    ) -> list[_Answer | PrometheusRejected]:
+        pieces: list[dict[TargetRef, list[tuple[np.ndarray, np.ndarray]]]] = [{} for _ in jobs]
+        returned: list[set[TargetRef]] = [set() for _ in jobs]
+        dropped = [0] * len(jobs)
+        queries = [0] * len(jobs)
+        failed: dict[int, PrometheusRejected] = {}
+        for (j, _, _), result in zip(tasks, results, strict=True):
+            queries[j] += 1
+            if isinstance(result, PrometheusRejected):
+                failed[j] = result
+                continue
+            wanted = set(jobs[j].refs)
+            for ref, times, values, bad in result:
+                returned[j].add(ref)
                 if ref in wanted:
-                    pieces.setdefault(ref, []).append((times, values))
-                    dropped += bad
-            chunk_start = chunk_end + step
-        points: dict[TargetRef, tuple[np.ndarray, np.ndarray]] = {}
-        for ref, parts in pieces.items():
-            times = np.concatenate([p[0] for p in parts])
-            values = np.concatenate([p[1] for p in parts])
-            # Chunks may repeat their boundary point.
-            times, first = np.unique(times, return_index=True)
-            points[ref] = (times, values[first])
-        return _Answer(points, queries, len(returned), dropped)
+                    pieces[j].setdefault(ref, []).append((times, values))
+                    dropped[j] += bad
+        answers: list[_Answer | PrometheusRejected] = []
+        for j in range(len(jobs)):
+            if j in failed:
+                answers.append(failed[j])
+                continue
+            points: dict[TargetRef, tuple[np.ndarray, np.ndarray]] = {}
+            for ref, parts in pieces[j].items():
+                times = np.concatenate([p[0] for p in parts])
+                values = np.concatenate([p[1] for p in parts])
+                # Chunks may repeat a boundary point.
+                times, first = np.unique(times, return_index=True)
+                points[ref] = (times, values[first])
+            answers.append(_Answer(points, queries[j], len(returned[j]), dropped[j]))
+        return answers
 
-    @staticmethod
-    def _parse(result: Any) -> Iterable[tuple[TargetRef, np.ndarray, np.ndarray, int]]:
-        if not isinstance(result, list):
-            raise PrometheusServerError("Prometheus answered something that is not a query result")
-        parsed = []
-        try:
-            for series in result:
-                labels = series["metric"]
-                ref = TargetRef(str(labels["namespace"]), str(labels["deployment"]))
-                pairs = series["values"]
-                times = np.rint(np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs)))
-                values = np.array([p[1] for p in pairs], dtype=np.float64)
-                good = np.isfinite(values) & (values >= 0)
-                parsed.append((ref, times[good].astype(np.int64), values[good], int((~good).sum())))
-        except (KeyError, TypeError, ValueError) as err:
-            raise PrometheusServerError(f"malformed answer from Prometheus: {err!r}") from None
-        return parsed
-
-    def _query_range(self, query: str, start: int, end: int) -> Any:
+    def _query_range(self, query: str, start: int, end: int, abort: threading.Event) -> Any:
         attempts = self.settings.retries + 1
-        error: PrometheusError = PrometheusServerError("no attempt made")
+        error: PrometheusError = PrometheusServerError("no answer")
         for attempt in range(attempts):
+            # Another query failing has already decided this tick: stop asking.
+            if abort.is_set():
+                if attempt == 0:
+                    raise PrometheusServerError("abandoned: another query of this tick failed")
+                break
             if attempt:
                 self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
-            try:
-                client = self._connect()
+            client = self._connect()
+            with self._lock:
                 self._queries += 1
+            try:
                 return client.custom_query_range(
                     query,
                     _to_datetime(start),
@@ -493,10 +583,12 @@ class PrometheusSource:
                 error = PrometheusTimeout(
                     f"Prometheus did not answer within {self.settings.timeout_s} s: {err}"
                 )
-                self._disconnect()
+                self._disconnect(client)
+            except requests.JSONDecodeError as err:  # a RequestException, but the server did answer
+                error = PrometheusServerError(f"Prometheus answered something that is not JSON: {err}")
             except requests.RequestException as err:
                 error = PrometheusUnreachable(f"cannot reach Prometheus at {self.settings.url}: {err}")
-                self._disconnect()
+                self._disconnect(client)
             except PrometheusApiClientException as err:
                 status = _status_of(err)
                 if status in (401, 403):
@@ -504,7 +596,7 @@ class PrometheusSource:
                     error = PrometheusRejected(
                         f"Prometheus refused the credentials (HTTP {status})", status
                     )
-                    self._disconnect()
+                    self._disconnect(client)
                 elif status is not None and 400 <= status < 500 and status not in (408, 429):
                     raise PrometheusRejected(f"Prometheus rejected a query: {err}", status) from None
                 else:
@@ -527,9 +619,17 @@ class PrometheusSource:
 
     def _connect(self) -> PrometheusConnect:
         stamp = self._token_file_stamp()
-        if self._client is not None and stamp == self._token_stamp:
-            return self._client
-        self._disconnect()
+        with self._lock:
+            if self._client is not None and stamp == self._token_stamp:
+                return self._client
+            stale, self._client = self._client, self._new_client()
+            self._token_stamp = stamp
+            client = self._client
+        if stale is not None:
+            stale.close()
+        return client
+
+    def _new_client(self) -> PrometheusConnect:
         settings = self.settings
         headers: dict[str, str] = {}
         if settings.accept_identity_encoding:
@@ -545,7 +645,7 @@ class PrometheusSource:
             session.verify = False
         elif settings.ca_file is not None:
             session.verify = str(settings.ca_file)
-        self._client = PrometheusConnect(
+        return PrometheusConnect(
             url=settings.url.rstrip("/"),
             headers=headers,
             disable_ssl=settings.insecure_skip_verify,
@@ -555,11 +655,16 @@ class PrometheusSource:
             session=session,
             timeout=settings.timeout_s,
         )
-        self._token_stamp = stamp
-        return self._client
 
-    def _disconnect(self) -> None:
-        self.close()
+    def _disconnect(self, client: PrometheusConnect) -> None:
+        """Drop `client` after a transport or credential error so the next attempt reconnects (and
+        re-reads the token); another worker may already have replaced it."""
+        with self._lock:
+            current = self._client is client
+            if current:
+                self._client = None
+        if current:
+            client.close()
 
     # --- snapshots --------------------------------------------------------------------------------
 

@@ -1,16 +1,19 @@
 """How long the Prometheus metrics source takes to fetch, against a real Prometheus: prints figures,
 asserts nothing.
 
-Run: ``OPENBLAS_NUM_THREADS=1 python bench/prometheus_fetch.py [--deployments N] [--days D] [--runs N]``
+Run: ``OPENBLAS_NUM_THREADS=1 python bench/prometheus_fetch.py [--deployments N] [--days D] [--runs N]
+[--startup-runs N]``
 
 It backfills ``--deployments`` Deployments (two pods each, in ten namespaces) with cAdvisor cpu and
 memory series, a request counter and the kube-state-metrics ownership series over ``--days`` days at
 one-minute scrapes into a temporary TSDB (the generator of ``tests/promserver.py``), starts
-``prometheus`` on it and measures, as the median of ``--runs`` runs:
+``prometheus`` on it and measures, as medians:
 
-* start-up: a fresh source's first tick, which fetches ``--days`` days of history for every target
-  (one batched range query per metric kind), with and without ``Accept-Encoding: identity``;
-* tick: a later tick of the same source, which fetches only the window since the previous tick.
+* start-up (``--startup-runs`` runs): a fresh source's first tick, which fetches ``--days`` days of
+  history for every target (batched per metric kind, in chunks), with and without
+  ``Accept-Encoding: identity`` and with one or two queries in parallel;
+* tick (``--runs`` runs): a later tick of the same source, which fetches only the window since the
+  previous tick, one step later.
 
 Needs ``prometheus`` and ``promtool`` (``scripts/ensure-prometheus``).
 """
@@ -39,7 +42,9 @@ def _targets(dataset: Dataset) -> list[Target]:
     return [Target(WorkloadState(w.ref, 2, 2), config) for w in dataset.workloads]
 
 
-def _timed_startup(settings: PrometheusSettings, targets: list[Target], now: float) -> tuple[float, int]:
+def _timed_startup(
+    settings: PrometheusSettings, targets: list[Target], now: float
+) -> tuple[float, int, int]:
     source = PrometheusSource(settings)
     started = time.perf_counter()
     loads = source.observe(targets, now)
@@ -48,7 +53,7 @@ def _timed_startup(settings: PrometheusSettings, targets: list[Target], now: flo
     source.close()
     if len(loads) != len(targets):
         raise SystemExit(f"only {len(loads)} of {len(targets)} targets had data")
-    return elapsed, points
+    return elapsed, points, source.queries_made
 
 
 def main() -> None:
@@ -57,7 +62,8 @@ def main() -> None:
     )
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--days", type=float, default=3.0)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10, help="ticks to time")
+    parser.add_argument("--startup-runs", type=int, default=3, help="start-up history fetches to time")
     args = parser.parse_args()
     if shutil.which("prometheus") is None or shutil.which("promtool") is None:
         raise SystemExit(MISSING_MESSAGE)
@@ -76,24 +82,26 @@ def main() -> None:
         server.start()
         try:
             print(
-                f"backfilled {args.deployments} Deployments × {args.days:g} days in {backfill_s:.1f} s"
+                f"backfilled {args.deployments} Deployments (2 pods each) × {args.days:g} days"
+                f" of 1-minute scrapes in {backfill_s:.1f} s"
             )
             # The start-up tick ends `runs` steps before the anchor so that later ticks have new data.
             first = anchor - args.runs * STEP_S
-            for identity in (True, False):
+            for identity, parallel in ((True, 2), (False, 2), (True, 1)):
                 settings = PrometheusSettings(
                     url=server.url,
                     history_s=history_s,
                     cache_s=history_s,
                     accept_identity_encoding=identity,
+                    parallel_queries=parallel,
                 )
-                runs = [_timed_startup(settings, targets, first) for _ in range(args.runs)]
-                label = "identity" if identity else "gzip"
+                runs = [_timed_startup(settings, targets, first) for _ in range(args.startup_runs)]
+                label = f"{'identity' if identity else 'gzip'}, {parallel} in parallel"
                 median = statistics.median(r[0] for r in runs)
                 print(
                     f"start-up history fetch ({label}): median {median:.2f} s"
                     f" (min {min(r[0] for r in runs):.2f}, max {max(r[0] for r in runs):.2f}),"
-                    f" {runs[0][1]:,} points, 3 queries"
+                    f" {runs[0][1]:,} points in {runs[0][2]} queries"
                 )
             settings = PrometheusSettings(url=server.url, history_s=history_s, cache_s=history_s)
             source = PrometheusSource(settings)

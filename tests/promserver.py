@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import signal
 import socket
@@ -488,7 +487,6 @@ class PromServer:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "GOMAXPROCS": "2"},
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

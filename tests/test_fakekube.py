@@ -15,10 +15,12 @@ Through the official `kubernetes` client:
   both APIs, listed by involved object); HPA create/read/patch/replace/list/delete, also as v1; pods
   with their creation and readiness times;
 - the simulated deployment controller (status follows spec at once, or waits for set_ready);
-- injected 503/429/500 answers, an outage until heal(), slow answers, and the request log.
-Through the real kubectl: get (table, -o jsonpath/json/yaml/name/wide, -l, -A), scale, annotate (new,
-refused without --overwrite, --overwrite, removal), patch (strategic, merge, json, --subresource=scale),
-get hpa/pods/events/ns, get --raw, delete, rollout status, create -f, api-resources, and NotFound.
+- injected 503/429/500 answers, an outage until heal(), slow answers, and the request log;
+- the kubeconfig loads with load_kube_config too, and stop() ends open watches and every thread.
+Through the real kubectl: get (tables for a list, one object and -w; -o jsonpath/json/yaml/name/wide;
+-l; -A), scale, annotate (new, refused without --overwrite, --overwrite, removal), patch (strategic,
+merge, json, --subresource=scale), get hpa/pods/events/ns, get --raw, delete, rollout status,
+create -f, api-resources, and NotFound.
 JSON patch pointer escaping (RFC 6901) is also checked on the patch module itself.
 """
 
@@ -822,6 +824,12 @@ def test_lease_round_of_leader_election(fake_kube: FakeKube, api_client: Any) ->
     assert conflict.value.status == 409
     assert status_of(conflict)["reason"] == "Conflict"
 
+    created.metadata.resource_version = None  # and one that does not say which version it replaces
+    with pytest.raises(ApiException) as blind:
+        leases.replace_namespaced_lease("autoscaler-leader", "kube-system", created)
+    assert blind.value.status == 422
+    assert status_of(blind)["details"]["causes"][0]["field"] == "metadata.resourceVersion"
+
     taken = leases.patch_namespaced_lease(
         "autoscaler-leader", "kube-system", {"spec": {"holderIdentity": "pod-b"}}
     )
@@ -1074,6 +1082,38 @@ def test_request_log_records_what_the_client_sent(shop: FakeKube, apps: Any) -> 
     assert shop.requests == []
 
 
+def test_kubeconfig_loads_with_load_kube_config(shop: FakeKube, kubeconfig: Path) -> None:
+    configuration = client.Configuration()  # not the process-wide default, which other tests share
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    assert configuration.host == shop.url
+    with client.ApiClient(configuration) as api:
+        assert client.VersionApi(api).get_code().git_version == "v1.32.0"
+        assert client.CoreV1Api(api).read_namespace("shop").status.phase == "Active"
+
+
+def test_stop_ends_open_watches_and_threads(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    server = FakeKube().start()
+    server.add_deployment("shop", "web")
+    api = config.new_client_from_config(
+        config_file=str(server.write_kubeconfig(tmp_path / "kubeconfig"))
+    )
+    w = watch.Watch()
+    consumer = threading.Thread(
+        target=lambda: list(
+            w.stream(client.AppsV1Api(api).list_namespaced_deployment, "shop", timeout_seconds=60)
+        ),
+        daemon=True,
+    )
+    consumer.start()
+    assert server.wait_for_watches(1, timeout=5)
+    server.stop()
+    consumer.join(timeout=5)
+    api.close()
+    assert not consumer.is_alive()
+    assert set(threading.enumerate()) - before == set()
+
+
 # --- kubectl -------------------------------------------------------------------------------------
 
 KUBECTL = shutil.which("kubectl")
@@ -1140,6 +1180,22 @@ KUBECTL_CASES = [
         r"^NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\napi\s+1/1\s+1\s+1\s+\d+s\nweb\s+2/2\s+2\s+2\s+\d+s\n$",
         None,
         id="get-deploy-table",
+    ),
+    pytest.param(
+        ["get", "deploy", "web", "-n", "shop"],
+        None,
+        0,
+        r"^NAME\s+READY.*\nweb\s+2/2\s",
+        None,
+        id="get-one-table",
+    ),
+    pytest.param(
+        ["get", "deploy", "-n", "shop", "-w", "--output-watch-events", "--request-timeout=300ms"],
+        None,
+        0,
+        r"^EVENT\s+NAME\s+READY.*\nADDED\s+api\s+1/1.*\nADDED\s+web\s+2/2",
+        None,
+        id="get-watch-tables",
     ),
     pytest.param(
         ["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.replicas}"],

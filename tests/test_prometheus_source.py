@@ -17,13 +17,18 @@
   backoff, no real sleep) and the next tick after a restart on the same port and data recovers; a
   frozen server raises `PrometheusTimeout`; a query Prometheus rejects raises `PrometheusRejected`,
   and costs only its own targets their request rate when it comes from a custom selector;
+* HTTP statuses a real Prometheus cannot be made to return on demand (a scripted stand-in server):
+  4xx not retried, 5xx/429 and non-JSON answers retried then typed, 401/403 re-read the bearer token,
+  and a rotated token file is picked up;
 * settings validation.
 """
 
 from __future__ import annotations
 
+import http.server
 import math
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,6 +51,7 @@ from autoscaler.model import (
 from autoscaler.prometheus import (
     FetchPurpose,
     PrometheusRejected,
+    PrometheusServerError,
     PrometheusSettings,
     PrometheusSource,
     PrometheusTimeout,
@@ -339,12 +345,20 @@ def test_a_new_target_among_known_ones_gets_its_own_history_fetch(prometheus: Pr
     assert len(series) == 6 * 60 + 1
 
 
-def test_chunked_history_equals_a_single_query(prometheus: PromEnv) -> None:
+@pytest.mark.parametrize(
+    "limits",
+    [
+        pytest.param({"max_points_per_query": 100}, id="points-per-series"),
+        pytest.param({"max_answer_points": 200}, id="points-per-answer-two-targets"),
+    ],
+)
+def test_chunked_history_equals_a_single_query(prometheus: PromEnv, limits: dict[str, int]) -> None:
     targets = [target(WEB, kinds=(MetricKind.CPU,)), target(GAPPY, kinds=(MetricKind.CPU,))]
     whole = PrometheusSource(settings_for(prometheus))
-    chunked = PrometheusSource(settings_for(prometheus, max_points_per_query=100))
+    chunked = PrometheusSource(settings_for(prometheus, **limits))
     whole.observe(targets, prometheus.anchor)
     chunked.observe(targets, prometheus.anchor)
+    assert [r.queries for r in whole.last_fetches] == [1]
     assert [r.queries for r in chunked.last_fetches] == [4]  # 361 points in chunks of 100
     for ref in (WEB, GAPPY):
         a, b = whole.history(ref, MetricKind.CPU), chunked.history(ref, MetricKind.CPU)
@@ -434,7 +448,7 @@ def test_stopped_server_raises_after_retries_and_the_next_tick_recovers(
     prometheus: PromEnv, own_server: PromServer
 ) -> None:
     sleeps = Sleeps()
-    settings = settings_for(prometheus, url=own_server.url, retries=2, backoff_s=0.5)
+    settings = settings_for(prometheus, url=own_server.url, retries=2, backoff_s=0.5, parallel_queries=1)
     source = PrometheusSource(settings, sleep=sleeps)
     targets = [target(WEB), target(BLOG_API)]
     assert set(source.observe(targets, prometheus.anchor - 120)) == {WEB, BLOG_API}
@@ -489,10 +503,141 @@ def test_rejected_custom_selector_costs_only_its_targets(prometheus: PromEnv) ->
 def test_unreachable_url_never_leaks_a_requests_error(prometheus: PromEnv) -> None:
     sleeps = Sleeps()
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    source = PrometheusSource(settings_for(prometheus, url=url, retries=1), sleep=sleeps)
+    source = PrometheusSource(
+        settings_for(prometheus, url=url, retries=1, parallel_queries=1), sleep=sleeps
+    )
     with pytest.raises(PrometheusUnreachable):
         source.observe([target(WEB)], prometheus.anchor)
     assert sleeps.calls == [0.5]
+
+
+def test_an_outage_stops_the_parallel_queries_not_yet_started(prometheus: PromEnv) -> None:
+    sleeps = Sleeps()
+    url = f"http://127.0.0.1:{free_port()}"
+    source = PrometheusSource(
+        settings_for(prometheus, url=url, retries=2, parallel_queries=2), sleep=sleeps
+    )
+    with pytest.raises(PrometheusUnreachable):
+        source.observe([target(WEB)], prometheus.anchor)  # three queries, two at a time
+    # However the two workers interleave, the first failure to exhaust its retries stops the queries
+    # not yet started: at most two queries with three attempts each, never all three.
+    assert 3 <= source.queries_made <= 6
+    assert sorted(set(sleeps.calls)) == [0.5, 1.0]
+
+
+# --- HTTP statuses and credentials (a scripted stand-in server) ----------------------------------------
+
+_EMPTY = b'{"status":"success","data":{"resultType":"matrix","result":[]}}'
+
+
+class Scripted:
+    """A stand-in HTTP server that answers query_range with scripted statuses, then success, and
+    records the Authorization header of every request. Only statuses a real Prometheus cannot be made
+    to return on demand are tested this way."""
+
+    def __init__(self, script: list[tuple[int, bytes]]) -> None:
+        self.script = list(script)
+        self.auth: list[str] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.auth.append(self.headers.get("Authorization", ""))
+                status, body = owner.script.pop(0) if owner.script else (200, _EMPTY)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[tuple[int, bytes]]], Scripted]]:
+    servers: list[Scripted] = []
+
+    def make(script: list[tuple[int, bytes]]) -> Scripted:
+        servers.append(Scripted(script))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+_ERROR = b'{"status":"error","errorType":"bad_data","error":"scripted"}'
+
+
+@pytest.mark.parametrize(
+    ("script", "error", "queries", "sleeps"),
+    [
+        pytest.param([(400, _ERROR)], PrometheusRejected, 1, [], id="bad-query-not-retried"),
+        pytest.param([(422, _ERROR)], PrometheusRejected, 1, [], id="unprocessable-not-retried"),
+        pytest.param([(503, _ERROR)] * 3, PrometheusServerError, 3, [0.5, 1.0], id="unavailable"),
+        pytest.param([(500, b"<html>oops</html>")] * 3, PrometheusServerError, 3, [0.5, 1.0],
+                     id="server-error-retried"),
+        pytest.param([(200, b"<html>proxy login</html>")] * 3, PrometheusServerError, 3, [0.5, 1.0],
+                     id="not-json-retried"),
+        pytest.param([(200, b'{"status":"success"}')] * 3, PrometheusServerError, 3, [0.5, 1.0],
+                     id="not-a-query-result"),
+        pytest.param([(403, _ERROR)] * 3, PrometheusRejected, 3, [0.5, 1.0], id="forbidden-re-read"),
+        pytest.param([(429, _ERROR), (502, _ERROR)], None, 5, [0.5, 1.0], id="overloaded-then-fine"),
+    ],
+)  # fmt: skip
+def test_http_failures_raise_typed_errors(
+    scripted: Callable[[list[tuple[int, bytes]]], Scripted],
+    script: list[tuple[int, bytes]],
+    error: type[Exception] | None,
+    queries: int,
+    sleeps: list[float],
+) -> None:
+    server = scripted(script)
+    recorded = Sleeps()
+    settings = PrometheusSettings(url=server.url, retries=2, backoff_s=0.5, parallel_queries=1)
+    source = PrometheusSource(settings, sleep=recorded)
+    if error is None:
+        assert source.observe([target(WEB)], 1_800_000_000.0) == {}  # no data, but no error
+    else:
+        with pytest.raises(error) as raised:
+            source.observe([target(WEB)], 1_800_000_000.0)
+        assert isinstance(raised.value, MetricsUnavailable)
+    assert source.queries_made == queries
+    assert recorded.calls == sleeps
+
+
+def test_a_rotated_bearer_token_is_read_again(
+    scripted: Callable[[list[tuple[int, bytes]]], Scripted], tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("one\n")
+    server = scripted([(401, _ERROR)])
+    settings = PrometheusSettings(url=server.url, bearer_token_file=token, parallel_queries=1)
+
+    # The token rotates while the source waits to retry the refused query.
+    def rotate(_: float) -> None:
+        token.write_text("two-rotated\n")
+
+    source = PrometheusSource(settings, sleep=rotate)
+    source.observe([target(WEB, kinds=(MetricKind.CPU,))], 1_800_000_000.0)
+    assert server.auth == ["Bearer one", "Bearer two-rotated"]
+    # A changed file is picked up without waiting for a refusal.
+    token.write_text("three-rotated-again\n")
+    source.observe([target(WEB, kinds=(MetricKind.CPU,))], 1_800_000_060.0)
+    assert server.auth[-1] == "Bearer three-rotated-again"
 
 
 # --- settings ---------------------------------------------------------------------------------------

@@ -306,24 +306,38 @@ def test_only_distinct_selectors_add_groups() -> None:
 @pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in MetricKind])
 def test_every_selector_of_a_query_is_confined_to_the_targets_namespaces(kind: MetricKind) -> None:
     refs = [TargetRef("shop", "web"), TargetRef("blog", "api"), TargetRef("shop", "api")]
-    query = load_query(kind, refs, rate_window="2m", selector=DEFAULT)
+    query = load_query(kind, refs, rate_window="2m", start=0, end=600, selector=DEFAULT)
     # The data series and both ownership series each carry the matcher.
     assert query.count('namespace=~"blog|shop"') == 3
     assert _namespace_regexes(query) == {"blog|shop"}
     assert "owner_name=~" not in query
+    assert "pod=~" not in query
     assert query.startswith("sum by (namespace, deployment) (")
 
 
 def test_deployments_can_be_confined_too() -> None:
-    refs = [TargetRef("a", "web.v2"), TargetRef("b", "api")]
-    query = load_query(MetricKind.CPU, refs, rate_window="5m", restrict_deployments=True)
-    assert 'owner_name=~"api|web\\\\.v2"' in query
+    refs = [TargetRef("a", "web.v2"), TargetRef("b", "api"), TargetRef("b", "x" * 50)]
+    query = load_query(
+        MetricKind.CPU, refs, rate_window="5m", start=0, end=60, restrict_deployments=True
+    )
+    # Exactly on the ownership side, by pod name prefix (generated names are cut) on the data side.
+    assert f'owner_name=~"api|web\\\\.v2|{"x" * 50}"' in query
+    assert f'pod=~"(?:api|web\\\\.v2|{"x" * 40}).*"' in query
     assert "[5m]" in query
+
+
+def test_ownership_is_read_once_over_the_whole_range() -> None:
+    query = load_query(MetricKind.MEMORY, [TargetRef("a", "b")], rate_window="2m", start=1000, end=4600)
+    # The range plus Prometheus' five-minute lookback, evaluated at the end of the range.
+    assert query.count("[3900s] @ 4600)") == 2
+    with pytest.raises(ValueError, match="end >= start"):
+        load_query(MetricKind.MEMORY, [TargetRef("a", "b")], rate_window="2m", start=10, end=0)
 
 
 def test_user_matchers_are_escaped_and_the_namespace_is_ours() -> None:
     selector = RequestSelector("m", (LabelMatcher("path", MatchOp.REGEX, '/a"b\\.c'),))
-    query = load_query(MetricKind.REQUESTS, [TargetRef("ns", "d")], rate_window="2m", selector=selector)
+    query = load_query(MetricKind.REQUESTS, [TargetRef("ns", "d")], rate_window="2m", start=0, end=0,
+                       selector=selector)  # fmt: skip
     assert 'rate(m{path=~"/a\\"b\\\\.c",namespace=~"ns"}[2m])' in query
 
 
@@ -331,12 +345,12 @@ def test_default_queries_are_the_documented_ones() -> None:
     ref = [TargetRef("ns", "d")]
     ownership = (
         "max by (namespace, pod, deployment) ("
-        "max by (namespace, pod, replicaset) (label_replace("
-        'kube_pod_owner{owner_kind="ReplicaSet",namespace=~"ns"},'
+        "max by (namespace, pod, replicaset) (label_replace(max_over_time("
+        'kube_pod_owner{owner_kind="ReplicaSet",namespace=~"ns"}[960s] @ 1800),'
         ' "replicaset", "$1", "owner_name", "(.*)"))'
         " * on (namespace, replicaset) group_left (deployment) "
-        "max by (namespace, replicaset, deployment) (label_replace("
-        'kube_replicaset_owner{owner_kind="Deployment",namespace=~"ns"},'
+        "max by (namespace, replicaset, deployment) (label_replace(max_over_time("
+        'kube_replicaset_owner{owner_kind="Deployment",namespace=~"ns"}[960s] @ 1800),'
         ' "deployment", "$1", "owner_name", "(.*)")))'
     )
     containers = 'container!="",container!="POD",namespace=~"ns"'
@@ -346,7 +360,7 @@ def test_default_queries_are_the_documented_ones() -> None:
         MetricKind.REQUESTS: 'rate(http_requests_total{namespace=~"ns"}[2m])',
     }
     for kind, per_pod in data.items():
-        assert load_query(kind, ref, rate_window="2m", selector=DEFAULT) == (
+        assert load_query(kind, ref, rate_window="2m", start=1140, end=1800, selector=DEFAULT) == (
             f"sum by (namespace, deployment) (sum by (namespace, pod) ({per_pod})"
             f" * on (namespace, pod) group_left (deployment) {ownership})"
         )
@@ -354,6 +368,6 @@ def test_default_queries_are_the_documented_ones() -> None:
 
 def test_a_requests_query_needs_a_selector_and_targets() -> None:
     with pytest.raises(ValueError, match="selector"):
-        load_query(MetricKind.REQUESTS, [TargetRef("a", "b")], rate_window="2m")
+        load_query(MetricKind.REQUESTS, [TargetRef("a", "b")], rate_window="2m", start=0, end=0)
     with pytest.raises(ValueError, match="at least one"):
-        load_query(MetricKind.CPU, [], rate_window="2m")
+        load_query(MetricKind.CPU, [], rate_window="2m", start=0, end=0)

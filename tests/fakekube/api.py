@@ -282,12 +282,13 @@ class Api:
         initial: bool,
         as_table: bool,
     ) -> WatchStream:
-        def matches(obj: Obj | None) -> bool:
-            if obj is None:
-                return False
+        def matches(obj: Obj) -> bool:
             if namespace is not None and obj["metadata"].get("namespace") != namespace:
                 return False
             return labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)
+
+        def visible(stored: Obj | None) -> bool:
+            return stored is not None and matches(to_served(resource, stored))
 
         def event(kind: str, stored: Obj) -> Obj:
             obj = to_served(resource, stored)
@@ -299,10 +300,7 @@ class Api:
 
         def translate(change: Change) -> Obj | None:
             # With a selector, objects that start or stop matching appear as ADDED or DELETED.
-            now, before = (
-                matches(to_served(resource, change.obj)),
-                change.old is not None and matches(to_served(resource, change.old)),
-            )
+            now, before = visible(change.obj), visible(change.old)
             if change.type == "MODIFIED":
                 if now and before:
                     return event("MODIFIED", change.obj)
@@ -324,19 +322,17 @@ class Api:
         try:
             deadline = time.monotonic() + seconds if seconds is not None else None
             with self.store.lock:
-                epoch = self.store.drop_epoch
-                if start is not None and start < self.store.compacted:
-                    message = f"too old resource version: {start} ({self.store.compacted + 1})"
-                    yield {"type": "ERROR", "object": errors.expired(message).status()}
-                    return
+                epoch, compacted = self.store.drop_epoch, self.store.compacted
                 snapshot: list[Obj] = []
                 if start is None or initial:
                     cursor = self.store.rv
-                    snapshot = [
-                        o for o in self.store.list(resource.storage) if matches(to_served(resource, o))
-                    ]
+                    snapshot = [o for o in self.store.list(resource.storage) if visible(o)]
                 else:
                     cursor = start
+            if start is not None and start < compacted:
+                message = f"too old resource version: {start} ({compacted + 1})"
+                yield {"type": "ERROR", "object": errors.expired(message).status()}
+                return
             for obj in snapshot:
                 yield event("ADDED", obj)
             if initial and bookmarks:

@@ -26,6 +26,8 @@ PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_PATCH)
 NAMESPACES = lookup("namespaces")
 DEPLOYMENTS = lookup("deployments")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Metadata the server owns: a PUT or patch cannot change it.
+_KEPT_ON_UPDATE = ("uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp")
 NAMESPACE_MISMATCH = (
     "the namespace of the provided object does not match the namespace sent on the request"
 )
@@ -137,6 +139,11 @@ class Cluster:
             )
         if resource.namespaced and meta.get("namespace") not in (None, "", namespace):
             raise errors.bad_request(NAMESPACE_MISMATCH)
+        if resource.storage in kinds.REQUIRES_RESOURCE_VERSION_ON_UPDATE and not meta.get(
+            "resourceVersion"
+        ):
+            cause = ("metadata.resourceVersion", 0, "must be specified for an update")
+            raise errors.invalid(resource.group, resource.kind, name, [cause])
         with self.store.lock:
             old = self._stored(resource, namespace, name)
             new = to_stored(resource, body)
@@ -260,14 +267,7 @@ class Cluster:
         else:
             result = new
             meta = result["metadata"]
-            for key in (
-                "uid",
-                "creationTimestamp",
-                "namespace",
-                "name",
-                "generation",
-                "deletionTimestamp",
-            ):
+            for key in _KEPT_ON_UPDATE:
                 if key in old_meta:
                     meta[key] = old_meta[key]
                 else:

@@ -19,6 +19,8 @@ DEPLOYMENTS = "deployments.apps"
 # Kinds whose main endpoint ignores status (it changes only through /status), as on a real server.
 HAS_STATUS_SUBRESOURCE = {DEPLOYMENTS, HPA_STORAGE, "pods", "namespaces"}
 TRACKS_GENERATION = {DEPLOYMENTS, HPA_STORAGE}
+# Their strategies refuse a PUT without metadata.resourceVersion, so a lock cannot be stolen blindly.
+REQUIRES_RESOURCE_VERSION_ON_UPDATE = {"leases.coordination.k8s.io"}
 _OMITTED_WHEN_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences")
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -7,6 +7,7 @@ import contextlib
 import json
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -38,6 +39,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.handler_threads: set[threading.Thread] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-request (a killed process, a client-side timeout) is routine;
+        # anything else is a bug in the fake and keeps the standard traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -273,7 +281,8 @@ class FakeKube:
     # --- objects --------------------------------------------------------------------------------
 
     def put_object(self, obj: Obj) -> Obj:
-        """Create or overwrite an object exactly as given (status too); returns it as stored."""
+        """Create or overwrite an object as given, status included, without validation; returns it as
+        stored. A Deployment then gets the simulated controller's status, as any write to one does."""
         return self._cluster.put(obj)
 
     def get_object(self, kind: str, namespace: str | None, name: str) -> Obj | None:
