@@ -10,9 +10,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from autoscaler.backtest import parse_duration
 from autoscaler.model import MetricKind
@@ -20,6 +20,9 @@ from autoscaler.simulate.engine import POLICIES
 from autoscaler.simulate.scenario import ScenarioError, default_scenario
 from autoscaler.simulate.trace import Trace, TraceError, load_bundled_trace, load_trace
 from forecasting import ForecastError, ModelName, parse_model_names
+
+if TYPE_CHECKING:
+    from autoscaler.prometheus import PrometheusSettings
 
 __all__ = ["main"]
 
@@ -105,6 +108,60 @@ def _sweep(text: str) -> list[float]:
     return sorted(set(values))
 
 
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _target(text: str) -> tuple[str, str]:
+    namespace, slash, name = text.partition("/")
+    if not slash or not _DNS_LABEL.fullmatch(namespace) or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/DEPLOYMENT")
+    return namespace, name
+
+
+def _instant(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time or seconds since the epoch"
+        ) from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def _add_scenario_flags(parser: argparse._ActionsContainer) -> None:
+    """The simulated world's knobs, each defaulting to BENCHMARK.md's value."""
+    parser.add_argument(
+        "--startup-delay",
+        type=_seconds,
+        metavar="S",
+        help="seconds from pod creation to ready (default 120)",
+    )
+    parser.add_argument(
+        "--target-utilization",
+        type=_fraction,
+        metavar="U",
+        help="target utilization of a pod's capacity (default 0.7)",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=_positive,
+        metavar="C",
+        help="load units/s one pod serves at 100 %% (default: p99 demand / 20)",
+    )
+    parser.add_argument("--min-replicas", type=_replicas, metavar="N", help="default 1")
+    parser.add_argument("--max-replicas", type=_replicas, metavar="N", help="default 200")
+    parser.add_argument(
+        "--warmup-days",
+        type=_non_negative_days,
+        metavar="D",
+        help="unscored history at the start (default 2)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Predictive autoscaler for Kubernetes Deployments.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -130,32 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=list(POLICIES),
         help=f"comma-separated policies (default: {','.join(POLICIES)})",
     )
-    sim.add_argument(
-        "--startup-delay",
-        type=_seconds,
-        metavar="S",
-        help="seconds from pod creation to ready (default 120)",
-    )
-    sim.add_argument(
-        "--target-utilization",
-        type=_fraction,
-        metavar="U",
-        help="target utilization of a pod's capacity (default 0.7)",
-    )
-    sim.add_argument(
-        "--capacity",
-        type=_positive,
-        metavar="C",
-        help="load units/s one pod serves at 100 %% (default: p99 demand / 20)",
-    )
-    sim.add_argument("--min-replicas", type=_replicas, metavar="N", help="default 1")
-    sim.add_argument("--max-replicas", type=_replicas, metavar="N", help="default 200")
-    sim.add_argument(
-        "--warmup-days",
-        type=_non_negative_days,
-        metavar="D",
-        help="unscored history at the start (default 2)",
-    )
+    _add_scenario_flags(sim)
     sim.add_argument(
         "--sweep",
         type=_sweep,
@@ -198,8 +230,37 @@ def _build_parser() -> argparse.ArgumentParser:
         "--plot",
         type=Path,
         metavar="OUT.png",
-        help="write actuals against each model's forecasts with the interval band",
+        help="write actuals against each model's forecasts with the interval band (with "
+        "--prometheus-url: the simulation there and the forecasts in OUT-forecast.png)",
     )
+    history = bt.add_argument_group(
+        "on the cluster's own history",
+        "With --prometheus-url and --target, the load Prometheus holds for one Deployment is "
+        "the trace: forecast accuracy, then what hpa, predictive and oracle would have done with "
+        "that load in the simulator.",
+    )
+    _add_prometheus_flags(history.add_argument, required=False)
+    history.add_argument(
+        "--target", type=_target, metavar="NAMESPACE/DEPLOYMENT", help="the Deployment to replay"
+    )
+    history.add_argument(
+        "--days",
+        type=_number("a positive number of days", lambda v: v > 0),
+        default=7.0,
+        help="how much history to read (default 7)",
+    )
+    history.add_argument(
+        "--end",
+        type=_instant,
+        metavar="TIME",
+        help="end of the window, ISO 8601 or seconds since the epoch (default: now)",
+    )
+    history.add_argument(
+        "--metric",
+        choices=[k.value for k in (MetricKind.REQUESTS, MetricKind.CPU)],
+        help="which load to replay (default: requests when Prometheus has them, else cpu)",
+    )
+    _add_scenario_flags(history)
     _add_run(commands)
     return parser
 
@@ -238,6 +299,24 @@ _port = _whole("a port number (0 turns the endpoint off)", lambda v: 0 <= v <= 6
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
+def _add_prometheus_flags(add: Callable[..., Any], *, required: bool) -> None:
+    """Where Prometheus is and how to reach it: the same flags for `run` and `backtest`."""
+    add("--prometheus-url", required=required, help="e.g. http://prometheus.monitoring:9090")
+    add("--prometheus-token-file", type=Path, help="bearer token file, re-read when it changes")
+    add("--prometheus-ca-file", type=Path, help="CA bundle for an https Prometheus")
+    add(
+        "--prometheus-insecure-skip-verify",
+        type=_boolean,
+        default=False,
+        help="do not verify Prometheus' certificate (true/false)",
+    )
+    add(
+        "--requests-metric",
+        default="http_requests_total",
+        help="request counter for targets that name none (default http_requests_total)",
+    )
+
+
 def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     run = commands.add_parser(
         "run",
@@ -260,22 +339,14 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     add("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
     add("--namespaces", type=_namespaces, default=(), help="comma-separated namespaces (default: all)")
     add("--interval", type=_interval, default=30.0, help="time between ticks, e.g. 30s (default 30s)")
-    add("--prometheus-url", required=True, help="e.g. http://prometheus.monitoring:9090")
-    add("--prometheus-token-file", type=Path, help="bearer token file, re-read when it changes")
-    add("--prometheus-ca-file", type=Path, help="CA bundle for an https Prometheus")
-    add(
-        "--prometheus-insecure-skip-verify",
-        type=_boolean,
-        default=False,
-        help="do not verify Prometheus' certificate (true/false)",
-    )
-    add(
-        "--requests-metric",
-        default="http_requests_total",
-        help="request counter for targets that name none (default http_requests_total)",
-    )
+    _add_prometheus_flags(add, required=True)
     add("--dry-run", type=_boolean, nargs="?", const=True, default=False, help="patch nothing")
-    add("--metrics-port", type=_port, default=8080, help="health endpoints port (default 8080)")
+    add(
+        "--metrics-port",
+        type=_port,
+        default=8080,
+        help="port of /metrics, /healthz and /readyz (default 8080; 0 turns them off)",
+    )
     add(
         "--leader-elect",
         type=_boolean,
@@ -299,6 +370,12 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         choices=["debug", "info", "warning", "error"],
         default="info",
         help="default info",
+    )
+    add(
+        "--log-format",
+        choices=["json", "text"],
+        default="json",
+        help="json: one JSON object a line (default); text: readable lines for a terminal",
     )
 
 
@@ -374,11 +451,22 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+_HISTORY_ONLY = (
+    "target", "end", "metric", "prometheus_token_file", "prometheus_ca_file", "startup_delay",
+    "target_utilization", "capacity", "min_replicas", "max_replicas", "warmup_days",
+)  # fmt: skip
+
+
 def _backtest(args: argparse.Namespace) -> int:
     from autoscaler.backtest import backtest_trace, to_json, to_text, write_plot
 
     if args.plot is not None:
         _writable(args.plot, "--plot")
+    if args.prometheus_url is not None:
+        return _backtest_history(args)
+    for name in _HISTORY_ONLY:
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('_', '-')} needs --prometheus-url")
     trace = load_bundled_trace() if args.trace is None else load_trace(args.trace)
     try:
         report = backtest_trace(trace, args.model, args.horizon, args.level)
@@ -395,17 +483,81 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+def _backtest_history(args: argparse.Namespace) -> int:
+    import time
 
-    from autoscaler.leader import LeaseSettings
-    from autoscaler.logs import configure_logging
+    from autoscaler.history_backtest import (
+        HistoryError,
+        forecast_plot_path,
+        load_history,
+        run_report,
+        to_json,
+        to_text,
+        write_plots,
+    )
+    from autoscaler.model import TargetRef
+    from autoscaler.prometheus import PrometheusError, PrometheusSource
+    from autoscaler.promql import SelectorError, parse_request_selector
+
+    if args.trace is not None:
+        raise UsageError("--trace and --prometheus-url exclude each other")
+    if args.target is None:
+        raise UsageError("--prometheus-url needs --target NAMESPACE/DEPLOYMENT")
+    settings = _prometheus_settings(args)
+    try:
+        selector = parse_request_selector(args.requests_metric)
+    except SelectorError as exc:
+        raise UsageError(f"--requests-metric: {exc}") from None
+    end = time.time() if args.end is None else args.end
+    ref = TargetRef(*args.target)
+    source = PrometheusSource(settings)
+    try:
+        load = load_history(
+            source,
+            ref,
+            end - args.days * 86_400,
+            end,
+            kind=None if args.metric is None else MetricKind(args.metric),
+            selector=selector,
+        )
+    except PrometheusError as exc:
+        raise UsageError(f"Prometheus at {settings.url}: {exc}") from None
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        source.close()
+    scenario = default_scenario(
+        load.trace,
+        load.kind,
+        capacity=args.capacity,
+        target_utilization=args.target_utilization,
+        startup_delay_s=args.startup_delay,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        warmup_s=None if args.warmup_days is None else round(args.warmup_days * 86_400),
+    )
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        report = run_report(load, args.model, args.horizon, args.level, scenario, bar)
+    except ForecastError as exc:
+        raise UsageError(f"{load.trace.name}: {exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(to_json(report), indent=2))
+    else:
+        print(to_text(report), end="")
+    if args.plot is not None:
+        write_plots(report, args.plot)
+        if not args.json:
+            print(f"plots written to {args.plot} and {forecast_plot_path(args.plot)}")
+    return 0
+
+
+def _prometheus_settings(args: argparse.Namespace) -> PrometheusSettings:
     from autoscaler.prometheus import PrometheusSettings
-    from autoscaler.runner import RunSettings, default_identity, run_controller
 
-    if args.kubeconfig is not None and not args.kubeconfig.is_file():
-        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
     for flag, path in (
         ("--prometheus-token-file", args.prometheus_token_file),
         ("--prometheus-ca-file", args.prometheus_ca_file),
@@ -413,7 +565,7 @@ def _run(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path}: no such file")
     try:
-        prometheus = PrometheusSettings(
+        return PrometheusSettings(
             url=args.prometheus_url,
             bearer_token_file=args.prometheus_token_file,
             ca_file=args.prometheus_ca_file,
@@ -422,6 +574,19 @@ def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(f"--prometheus-url/--requests-metric: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from autoscaler.leader import LeaseSettings
+    from autoscaler.logs import LogFormat, configure_logging
+    from autoscaler.runner import RunSettings, default_identity, run_controller
+
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
+    prometheus = _prometheus_settings(args)
     try:
         lease = LeaseSettings(
             namespace=args.lease_namespace,
@@ -443,7 +608,7 @@ def _run(args: argparse.Namespace) -> int:
         lease=lease,
         identity=args.identity or default_identity(),
     )
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, LogFormat(args.log_format))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -44,7 +44,9 @@ __all__ = [
     "bench_dataset",
     "cluster_dataset",
     "free_port",
+    "history_dataset",
     "prometheus",
+    "prometheus_history",
     "require_binaries",
 ]
 
@@ -56,6 +58,8 @@ PERIOD_S = 4 * 3600.0
 # Relative amplitude of the load wave for counters (cpu, requests) and for memory.
 RATE_AMPLITUDE = 0.3
 MEMORY_AMPLITUDE = 0.1
+# Relative size of the second, non-daily wave of `history_dataset`.
+WOBBLE = 0.4
 # Extra requests on a second handler of the custom counter, which its selector must leave out.
 NOISE_RPS = 5.0
 # The pause container's share, which the container filter must leave out.
@@ -159,6 +163,9 @@ class Dataset:
     scrape_s: int
     workloads: tuple[Workload, ...]
     detailed: bool = True
+    period_s: float = PERIOD_S  # of the load wave
+    # A second wave that does not repeat daily, so "same time yesterday" is not a perfect forecast.
+    wobble_period_s: float | None = None
     _by_ref: dict[TargetRef, Workload] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -170,13 +177,21 @@ class Dataset:
     # --- the load model -------------------------------------------------------------------------
 
     def _wave(self, t: np.ndarray | float, phase: float) -> np.ndarray | float:
-        return np.sin(2 * np.pi * (np.asarray(t) - self.anchor) / PERIOD_S + phase)
+        x = np.asarray(t) - self.anchor
+        wave = np.sin(2 * np.pi * x / self.period_s + phase)
+        if self.wobble_period_s is not None:
+            wave = wave + WOBBLE * np.sin(2 * np.pi * x / self.wobble_period_s)
+        return wave
 
     def _integral(self, t: np.ndarray | float, phase: float) -> np.ndarray:
         """Integral of 1 + RATE_AMPLITUDE * wave, from the anchor."""
         x = np.asarray(t, dtype=float) - self.anchor
-        angle = 2 * np.pi * x / PERIOD_S + phase
-        return np.asarray(x - RATE_AMPLITUDE * PERIOD_S / (2 * np.pi) * np.cos(angle))
+        angle = 2 * np.pi * x / self.period_s + phase
+        total = x - RATE_AMPLITUDE * self.period_s / (2 * np.pi) * np.cos(angle)
+        if self.wobble_period_s is not None:
+            wobble = 2 * np.pi * x / self.wobble_period_s
+            total = total - RATE_AMPLITUDE * WOBBLE * self.wobble_period_s / (2 * np.pi) * np.cos(wobble)
+        return np.asarray(total)
 
     def _memory(self, w: Workload, t: np.ndarray | float) -> np.ndarray:
         return np.asarray(w.memory_bytes * (1 + MEMORY_AMPLITUDE * np.asarray(self._wave(t, w.phase))))
@@ -402,6 +417,29 @@ def cluster_dataset(anchor: float) -> Dataset:
     return Dataset(start, anchor, 30, tuple(workloads))
 
 
+def history_dataset(anchor: float, days: float = 3.25) -> Dataset:
+    """`days` days at one-minute scrapes with a daily wave, for the backtest on a cluster's history:
+
+    * shop/checkout: two pods, replaced by a rollout a day before the anchor;
+    * blog/checkout: the same name in another namespace with three times the load.
+    """
+    start = anchor - days * 86400
+    end = anchor + 1
+    rollout = anchor - 86400
+    shop = (
+        *(Pod(f"checkout-5f6a-{i}", "checkout-5f6a", start, rollout) for i in range(2)),
+        *(Pod(f"checkout-7b8c-{i}", "checkout-7b8c", rollout - 60, end) for i in range(2)),
+    )
+    blog = tuple(Pod(f"checkout-2d3e-{i}", "checkout-2d3e", start, end) for i in range(2))
+    workloads = (
+        Workload("shop", "checkout", shop, 0.2, 100e6, 20.0, phase=0.5),
+        Workload("blog", "checkout", blog, 0.6, 300e6, 60.0, phase=2.5),
+    )
+    return Dataset(
+        start, anchor, 60, workloads, detailed=False, period_s=86400.0, wobble_period_s=5.3 * 3600
+    )
+
+
 def bench_dataset(anchor: float, deployments: int, days: float, scrape_s: int = 60) -> Dataset:
     """`deployments` Deployments of two pods each in ten namespaces, `days` days up to `anchor`,
     with only the series the queries read."""
@@ -560,6 +598,21 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
     anchor = float(int(time.time()) // 3600 * 3600)
     dataset = cluster_dataset(anchor)
     tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus"))
+    server = PromServer(tsdb)
+    server.start()
+    try:
+        yield PromEnv(server, dataset)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
+    """A real Prometheus serving `history_dataset`: days of a Deployment's load, for `backtest`."""
+    require_binaries()
+    anchor = float(int(time.time()) // 3600 * 3600)
+    dataset = history_dataset(anchor)
+    tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus-history"))
     server = PromServer(tsdb)
     server.start()
     try:
