@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakekube.plugin import fake_kube, kubeconfig  # noqa: F401
-from tests.promserver import prometheus, prometheus_history  # noqa: F401
+from tests.promserver import prometheus, prometheus_history, prometheus_live  # noqa: F401
 
 # The shared traces sit beside the repository (../shared/traces) on every developer machine and in CI;
 # PA_TRACES_DIR points elsewhere when needed.

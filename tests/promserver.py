@@ -45,8 +45,10 @@ __all__ = [
     "cluster_dataset",
     "free_port",
     "history_dataset",
+    "live_dataset",
     "prometheus",
     "prometheus_history",
+    "prometheus_live",
     "require_binaries",
 ]
 
@@ -58,8 +60,6 @@ PERIOD_S = 4 * 3600.0
 # Relative amplitude of the load wave for counters (cpu, requests) and for memory.
 RATE_AMPLITUDE = 0.3
 MEMORY_AMPLITUDE = 0.1
-# Relative size of the second, non-daily wave of `history_dataset`.
-WOBBLE = 0.4
 # Extra requests on a second handler of the custom counter, which its selector must leave out.
 NOISE_RPS = 5.0
 # The pause container's share, which the container filter must leave out.
@@ -164,8 +164,9 @@ class Dataset:
     workloads: tuple[Workload, ...]
     detailed: bool = True
     period_s: float = PERIOD_S  # of the load wave
-    # A second wave that does not repeat daily, so "same time yesterday" is not a perfect forecast.
-    wobble_period_s: float | None = None
+    # More waves on top, as (period, size relative to the main wave's): they keep a forecast from
+    # being perfect, as real load does.
+    extra_waves: tuple[tuple[float, float], ...] = ()
     _by_ref: dict[TargetRef, Workload] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -179,8 +180,8 @@ class Dataset:
     def _wave(self, t: np.ndarray | float, phase: float) -> np.ndarray | float:
         x = np.asarray(t) - self.anchor
         wave = np.sin(2 * np.pi * x / self.period_s + phase)
-        if self.wobble_period_s is not None:
-            wave = wave + WOBBLE * np.sin(2 * np.pi * x / self.wobble_period_s)
+        for period_s, size in self.extra_waves:
+            wave = wave + size * np.sin(2 * np.pi * x / period_s)
         return wave
 
     def _integral(self, t: np.ndarray | float, phase: float) -> np.ndarray:
@@ -188,9 +189,9 @@ class Dataset:
         x = np.asarray(t, dtype=float) - self.anchor
         angle = 2 * np.pi * x / self.period_s + phase
         total = x - RATE_AMPLITUDE * self.period_s / (2 * np.pi) * np.cos(angle)
-        if self.wobble_period_s is not None:
-            wobble = 2 * np.pi * x / self.wobble_period_s
-            total = total - RATE_AMPLITUDE * WOBBLE * self.wobble_period_s / (2 * np.pi) * np.cos(wobble)
+        for period_s, size in self.extra_waves:
+            extra = 2 * np.pi * x / period_s
+            total = total - RATE_AMPLITUDE * size * period_s / (2 * np.pi) * np.cos(extra)
         return np.asarray(total)
 
     def _memory(self, w: Workload, t: np.ndarray | float) -> np.ndarray:
@@ -436,7 +437,41 @@ def history_dataset(anchor: float, days: float = 3.25) -> Dataset:
         Workload("blog", "checkout", blog, 0.6, 300e6, 60.0, phase=2.5),
     )
     return Dataset(
-        start, anchor, 60, workloads, detailed=False, period_s=86400.0, wobble_period_s=5.3 * 3600
+        start,
+        anchor,
+        60,
+        workloads,
+        detailed=False,
+        period_s=86400.0,
+        # Not daily, so "same time yesterday" is not a perfect forecast.
+        extra_waves=((5.3 * 3600, 0.4),),
+    )
+
+
+def live_dataset(now: float) -> Dataset:
+    """Series from six hours before `now` to two hours after it, for tests that run the controller
+    on the wall clock: a query at any time during the test run sees a fresh point. Namespace shop:
+    web and api, two pods of 30 requests/s each, times 1 + 0.3 sin(phase) (web 60, api 75 in all).
+    The wave is a month long, so the load is flat over the data: steady enough that the forecast
+    earns the policy's trust from the history alone, whatever the time of day the tests run."""
+    anchor = float(int(now) // 60 * 60 + 2 * 3600)
+    start = anchor - 8 * 3600
+    workloads = tuple(
+        Workload(
+            "shop",
+            name,
+            tuple(Pod(f"{name}-6d5c-{i}", f"{name}-6d5c", start, anchor + 1) for i in range(2)),
+            0.2,
+            100e6,
+            30.0,
+            phase=phase,
+        )
+        for name, phase in (("web", 0.0), ("api", 1.0))
+    )
+    # Short waves of a few percent each: the jitter of real traffic, and no slope to drift on.
+    jitter = ((7 * 60.0, 0.1), (11 * 60.0, 0.1), (17 * 60.0, 0.1))
+    return Dataset(
+        start, anchor, 30, workloads, detailed=False, period_s=30 * 86400.0, extra_waves=jitter
     )
 
 
@@ -613,6 +648,21 @@ def prometheus_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pro
     anchor = float(int(time.time()) // 3600 * 3600)
     dataset = history_dataset(anchor)
     tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus-history"))
+    server = PromServer(tsdb)
+    server.start()
+    try:
+        yield PromEnv(server, dataset)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
+    """A real Prometheus serving `live_dataset`, whose points reach past the wall clock, for tests
+    that run `predictive-autoscaler run` as a process (which reads the real time)."""
+    require_binaries()
+    dataset = live_dataset(time.time())
+    tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus-live"))
     server = PromServer(tsdb)
     server.start()
     try:

@@ -3,10 +3,17 @@
 Covers: bad flags exit 2 with one line; with Prometheus unreachable the loop keeps ticking, holds
 (an Event says so, nothing is patched) and stops cleanly on SIGTERM with status 0; two processes with
 `--leader-elect`: exactly one acts, and when it stops the other takes over within the lease duration.
+
+Fed by a real Prometheus (`prometheus_live`): mode replicas patches the scale to what the load needs;
+dry-run patches nothing and records the decision in an Event; mode hpa raises the HPA floor and,
+when `kubectl annotate` makes the load fit one pod, restores it; a replicas-mode Deployment that an
+HPA scales is refused with one Event; Prometheus stopped mid-run → hold, no scale write, then
+recovery; slow API responses delay ticks but fail none.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,13 +21,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from autoscaler.config import PREFIX
+from autoscaler.cluster import ORIGINAL_MIN_KEY
+from autoscaler.config import PREFIX, STATUS_KEY
 from tests.fakekube import FakeKube
+from tests.promserver import PromEnv, PromServer
 
 NS = "shop"
 
@@ -31,8 +41,9 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(kubeconfig: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PREDICTIVE_AUTOSCALER_PROMETHEUS_URL": f"http://127.0.0.1:{closed_port()}"}
+def start(kubeconfig: Path, *extra: str, prometheus_url: str | None = None) -> subprocess.Popen[str]:
+    url = prometheus_url or f"http://127.0.0.1:{closed_port()}"
+    env = {**os.environ, "PREDICTIVE_AUTOSCALER_PROMETHEUS_URL": url}
     return subprocess.Popen(
         [
             sys.executable,
@@ -69,6 +80,9 @@ def holding_events(fake: FakeKube) -> list[str]:
     return [
         str(e.get("message")) for e in fake.list_objects("Event", NS) if e.get("reason") == "Holding"
     ]
+
+
+Launcher = Callable[..., tuple[subprocess.Popen[str], "Lines"]]
 
 
 class Lines:
@@ -177,3 +191,187 @@ def test_two_processes_one_leader_and_takeover(fake_kube: FakeKube, kubeconfig: 
         for process, lines in ((first, first_lines), (second, second_lines)):
             if process.poll() is None:
                 stop(process, lines)
+
+
+# --- fed by a real Prometheus ---------------------------------------------------------------------
+# `prometheus_live` serves two Deployments of shop, web and api, with a steady 60 and 75 requests/s
+# around the wall clock; at 10 requests/s per pod that asks for 6 and 8 replicas.
+
+REQUESTS_ON = {
+    PREFIX + "enabled": "true",
+    PREFIX + "metrics": "requests",
+    PREFIX + "target-requests-per-pod": "10",
+    PREFIX + "startup-seconds": "30",
+}
+WANTED = range(5, 13)  # 6 or 8, with room for the forecast's interval
+
+
+def reasons(fake: FakeKube) -> list[str]:
+    return [str(e.get("reason")) for e in fake.list_objects("Event", NS)]
+
+
+def replicas_of(fake: FakeKube, name: str) -> int:
+    deployment = fake.get_object("Deployment", NS, name)
+    assert deployment is not None
+    return int(deployment["spec"]["replicas"])
+
+
+def workload_writes(fake: FakeKube) -> list[str]:
+    """Writes to Deployments and HPAs (Events and Leases are the controller's own records)."""
+    return [
+        f"{r.method} {r.path}"
+        for r in fake.requests
+        if r.method in ("PATCH", "PUT", "POST", "DELETE")
+        and ("/deployments" in r.path or "/horizontalpodautoscalers" in r.path)
+    ]
+
+
+def scale_writes(fake: FakeKube) -> list[str]:
+    return [w for w in workload_writes(fake) if w.endswith("/scale")]
+
+
+@pytest.fixture
+def running(kubeconfig: Path) -> Iterator[Launcher]:
+    """Starts `run` processes and stops each one at the end, whatever the test did."""
+    started: list[tuple[subprocess.Popen[str], Lines]] = []
+
+    def launch(*extra: str, prometheus_url: str) -> tuple[subprocess.Popen[str], Lines]:
+        process = start(kubeconfig, *extra, prometheus_url=prometheus_url)
+        started.append((process, Lines(process)))
+        return started[-1]
+
+    yield launch
+    for process, lines in started:
+        if process.poll() is None:
+            code, err = stop(process, lines)
+            assert code == 0, err
+        assert "tick failed" not in lines.join(), "no tick may die of an exception"
+
+
+def test_run_replicas_mode_scales_to_the_load_in_prometheus(
+    fake_kube: FakeKube, prometheus_live: PromEnv, running: Launcher
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=REQUESTS_ON)
+    running(prometheus_url=prometheus_live.url)
+    assert wait_for(lambda: replicas_of(fake_kube, "web") != 2, timeout_s=60)
+    assert replicas_of(fake_kube, "web") in WANTED
+    writes = workload_writes(fake_kube)
+    scale = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web/scale"
+    status_annotation = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web"
+    assert scale in writes
+    assert set(writes) == {scale, status_annotation}
+    assert "ScaledUp" in reasons(fake_kube)
+    web = fake_kube.get_object("Deployment", NS, "web")
+    assert web is not None
+    status = json.loads(web["metadata"]["annotations"][STATUS_KEY])
+    assert status["target"] == replicas_of(fake_kube, "web")
+    assert status["mode"] in ("predictive", "reactive")
+
+
+def test_run_dry_run_patches_nothing_and_records_its_decision(
+    fake_kube: FakeKube, prometheus_live: PromEnv, running: Launcher
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=REQUESTS_ON)
+    _, lines = running("--dry-run", prometheus_url=prometheus_live.url)
+    assert wait_for(lambda: "DryRun" in reasons(fake_kube), timeout_s=60)
+    assert wait_for(lambda: lines.count('"event": "tick"') >= 3)
+    messages = [
+        str(e.get("message")) for e in fake_kube.list_objects("Event", NS) if e.get("reason") == "DryRun"
+    ]
+    assert messages[0].startswith("would set replicas 2→"), messages[0]
+    assert workload_writes(fake_kube) == []
+    assert replicas_of(fake_kube, "web") == 2
+
+
+def test_run_hpa_mode_moves_the_floor_up_and_back(
+    fake_kube: FakeKube, prometheus_live: PromEnv, running: Launcher, kubeconfig: Path
+) -> None:
+    annotations = {
+        **REQUESTS_ON,
+        PREFIX + "mode": "hpa",
+        PREFIX + "scale-down-stabilization-seconds": "0",
+    }
+    fake_kube.add_deployment(NS, "api", replicas=2, annotations=annotations)
+    fake_kube.add_hpa(NS, "api", "api", min_replicas=2, max_replicas=20)
+
+    def hpa() -> dict[str, Any]:
+        found = fake_kube.get_object("HorizontalPodAutoscaler", NS, "api")
+        assert found is not None
+        return found
+
+    running(prometheus_url=prometheus_live.url)
+    assert wait_for(lambda: hpa()["spec"]["minReplicas"] != 2, timeout_s=60)
+    assert hpa()["spec"]["minReplicas"] in WANTED
+    assert hpa()["metadata"]["annotations"][ORIGINAL_MIN_KEY] == "2"
+    assert "RaisedHPAFloor" in reasons(fake_kube)
+    assert replicas_of(fake_kube, "api") == 2, "the HPA scales the Deployment, not us"
+
+    # The load now fits in one pod: the floor goes back to the owner's.
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(kubeconfig.parent / "cache"),
+         "-n", NS, "annotate", "deploy", "api", f"{PREFIX}target-requests-per-pod=1000", "--overwrite"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert wait_for(lambda: hpa()["spec"]["minReplicas"] == 2, timeout_s=30)
+    assert ORIGINAL_MIN_KEY not in hpa()["metadata"].get("annotations", {})
+    assert "RestoredHPAFloor" in reasons(fake_kube)
+    floor = f"PATCH /apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/api"
+    status_annotation = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/api"
+    assert set(workload_writes(fake_kube)) == {floor, status_annotation}
+
+
+def test_run_refuses_replicas_mode_on_a_deployment_an_hpa_scales(
+    fake_kube: FakeKube, prometheus_live: PromEnv, running: Launcher
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=REQUESTS_ON)
+    fake_kube.add_hpa(NS, "web", "web", min_replicas=2, max_replicas=20)
+    _, lines = running(prometheus_url=prometheus_live.url)
+    assert wait_for(lambda: "RefusedHPAConflict" in reasons(fake_kube), timeout_s=60)
+    assert wait_for(lambda: lines.count('"event": "tick"') >= 3)
+    assert reasons(fake_kube).count("RefusedHPAConflict") == 1
+    assert workload_writes(fake_kube) == []
+
+
+def test_run_holds_through_a_prometheus_outage_and_recovers(
+    fake_kube: FakeKube, prometheus_live: PromEnv, running: Launcher, tmp_path: Path
+) -> None:
+    server = PromServer(PromServer.copy_blocks(prometheus_live.server.tsdb, tmp_path / "tsdb"))
+    server.start()
+    try:
+        fake_kube.add_deployment(NS, "web", replicas=2, annotations=REQUESTS_ON)
+        _, lines = running(prometheus_url=server.url)
+        assert wait_for(lambda: replicas_of(fake_kube, "web") != 2, timeout_s=60)
+        scaled_to, writes_before = replicas_of(fake_kube, "web"), len(scale_writes(fake_kube))
+
+        server.stop()
+        assert wait_for(lambda: "Holding" in reasons(fake_kube), timeout_s=30)
+        ticks = lines.count('"event": "tick"')
+        assert wait_for(lambda: lines.count('"event": "tick"') >= ticks + 3)
+        assert replicas_of(fake_kube, "web") == scaled_to
+        assert len(scale_writes(fake_kube)) == writes_before, "nothing is scaled blind"
+
+        footing = len(reasons(fake_kube))
+        server.start()
+        # Back on its feet: a Predictive or Reactive Event follows the Holding one.
+        assert wait_for(
+            lambda: any(r in ("Predictive", "Reactive") for r in reasons(fake_kube)[footing:]),
+            timeout_s=30,
+        )
+        assert replicas_of(fake_kube, "web") in WANTED
+    finally:
+        server.stop()
+
+
+def test_run_survives_slow_api_responses(
+    fake_kube: FakeKube, prometheus_live: PromEnv, running: Launcher
+) -> None:
+    """A scale patch that takes longer than several ticks: later ticks wait (one at a time), none
+    fails, and the patch lands once."""
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=REQUESTS_ON)
+    fake_kube.slow(r"/deployments/web/scale", 4.0, times=1)
+    fake_kube.slow(r"/namespaces/shop/events", 2.0, times=2)
+    _, lines = running(prometheus_url=prometheus_live.url)
+    assert wait_for(lambda: replicas_of(fake_kube, "web") != 2, timeout_s=60)
+    assert wait_for(lambda: lines.count('"event": "tick"') >= 6, timeout_s=30)
+    assert replicas_of(fake_kube, "web") in WANTED
+    assert scale_writes(fake_kube) == [f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web/scale"]
