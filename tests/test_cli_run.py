@@ -306,12 +306,18 @@ def test_run_hpa_mode_moves_the_floor_up_and_back(
     assert "RaisedHPAFloor" in reasons(fake_kube)
     assert replicas_of(fake_kube, "api") == 2, "the HPA scales the Deployment, not us"
 
+    def kubectl(*args: str) -> str:
+        cache = str(kubeconfig.parent / "kubectl-cache")
+        command = ["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", cache, "-n", NS, *args]
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=30).stdout
+
+    # What a user sees of it.
+    raised = hpa()["spec"]["minReplicas"]
+    assert kubectl("get", "hpa", "api", "-o", "jsonpath={.spec.minReplicas}") == str(raised)
+    assert "RaisedHPAFloor" in kubectl("get", "events")
+
     # The load now fits in one pod: the floor goes back to the owner's.
-    subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(kubeconfig.parent / "cache"),
-         "-n", NS, "annotate", "deploy", "api", f"{PREFIX}target-requests-per-pod=1000", "--overwrite"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+    kubectl("annotate", "deploy", "api", f"{PREFIX}target-requests-per-pod=1000", "--overwrite")
     assert wait_for(lambda: hpa()["spec"]["minReplicas"] == 2, timeout_s=30)
     assert ORIGINAL_MIN_KEY not in hpa()["metadata"].get("annotations", {})
     assert "RestoredHPAFloor" in reasons(fake_kube)
