@@ -88,16 +88,21 @@ class Events:
             log.warning("could not record event on %s: %s", ref, error)
 
 
+def _forecast_fields(decision: Decision) -> dict[str, object] | None:
+    """The forecast a decision rested on, for the status annotation and the decision log."""
+    if decision.forecast_metric is None or decision.forecast_peak is None:
+        return None
+    return {
+        "metric": decision.forecast_metric.value,
+        "peak": round(decision.forecast_peak, 6),
+        "level": decision.forecast_level,
+        "leadSeconds": decision.lead_s,
+    }
+
+
 def status_json(decision: Decision, dry_run: bool) -> str:
     """The last decision, as the status annotation holds it."""
-    forecast = None
-    if decision.forecast_metric is not None and decision.forecast_peak is not None:
-        forecast = {
-            "metric": decision.forecast_metric.value,
-            "peak": round(decision.forecast_peak, 6),
-            "level": decision.forecast_level,
-            "leadSeconds": decision.lead_s,
-        }
+    forecast = _forecast_fields(decision)
     return json.dumps(
         {
             "target": decision.replicas,
@@ -223,6 +228,9 @@ class ClusterActuator:
                 "current": decision.current,
                 "desired": decision.replicas,
                 "applied": applied,
+                "reactive": decision.reactive_replicas,
+                "predictive": decision.predictive_replicas,
+                "forecast": _forecast_fields(decision),
             },
         )
         footing = mode_summary(decision)

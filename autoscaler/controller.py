@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autoscaler.actuator import ActOutcome, ClusterActuator, EventKind, Events
 from autoscaler.cluster import ClusterSnapshot, ManagedTarget
 from autoscaler.config import ScaleMode
 from autoscaler.kube import Kube
-from autoscaler.model import Target, TargetRef
+from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
 from autoscaler.policy import Decision, Mode, Policy
 from autoscaler.reconcile import (
     DecisionMemory,
@@ -53,6 +53,10 @@ class TickSummary:
     metrics_available: bool
     refused: tuple[TargetRef, ...]
     invalid: tuple[TargetRef, ...]
+    # Opted-in targets left alone this tick after a permission error.
+    cooling: tuple[TargetRef, ...] = ()
+    loads: Mapping[TargetRef, LoadSnapshot] = field(default_factory=dict)
+    forecasts: Mapping[TargetRef, Forecasts] = field(default_factory=dict)
 
 
 _IDLE = TickSummary(False, (), {}, True, (), ())
@@ -96,6 +100,7 @@ class Controller:
         invalid = self._report_problems(snapshot, now)
         eligible: list[ManagedTarget] = []
         refused: list[TargetRef] = []
+        cooling: list[TargetRef] = []
         for managed in snapshot.targets:
             ref = managed.target.state.ref
             if managed.settings.mode is ScaleMode.REPLICAS and managed.hpa is not None:
@@ -122,6 +127,7 @@ class Controller:
                 refused.append(ref)
                 continue
             if self._cooldown.get(ref, -1.0) > now:
+                cooling.append(ref)
                 continue
             self._reported.pop(ref, None)
             eligible.append(managed)
@@ -161,6 +167,9 @@ class Controller:
             report.metrics_available,
             tuple(refused),
             invalid,
+            tuple(cooling),
+            report.loads,
+            report.forecasts,
         )
 
     def _cooling(self, ref: TargetRef, now: float) -> bool:

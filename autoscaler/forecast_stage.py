@@ -95,7 +95,8 @@ class _Track:
         values = history.dropna()
         if values.empty:
             return
-        seconds = pd.DatetimeIndex(values.index).asi8 // 1_000_000_000
+        # In the index's own unit, whatever pandas chose for it (ns, us or s), converted to seconds.
+        seconds = pd.DatetimeIndex(values.index).as_unit("s").asi8
         buckets = pd.Series(values.to_numpy(dtype=float), index=(seconds // step) * step)
         means = buckets.groupby(level=0).mean()
         means = means[means.index + step <= before]
@@ -178,6 +179,7 @@ class _Track:
             upper=forecast.upper,
             level=forecast.level,
             quality=self.quality(),
+            lower=forecast.lower,
         )
 
 

@@ -1,5 +1,6 @@
-"""The controller's HTTP endpoints for the kubelet: `/healthz` (the tick loop is alive: a tick ended
-recently) and `/readyz` (the cluster caches are filled, so ticks act on a whole picture)."""
+"""The controller's HTTP endpoints: for the kubelet `/healthz` (the tick loop is alive: a tick ended
+recently) and `/readyz` (the cluster caches are filled, so ticks act on a whole picture, whether this
+replica leads or stands by); for Prometheus `/metrics`, whose exposition the caller renders."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ class HealthServer:
         port: int,
         ready: Callable[[], bool],
         *,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
         stale_after_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         host: str = "0.0.0.0",
     ) -> None:
         self._ready = ready
+        self._metrics = metrics
         self._stale = stale_after_s
         self._clock = clock
         # Until the first tick ends the loop counts as alive from its start.
@@ -30,10 +33,15 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status, body = owner.answer(self.path.split("?", 1)[0])
-                payload = body.encode()
+                path = self.path.split("?", 1)[0]
+                content_type = "text/plain; charset=utf-8"
+                if path == "/metrics" and owner._metrics is not None:
+                    status, (payload, content_type) = 200, owner._metrics()
+                else:
+                    status, body = owner.answer(path)
+                    payload = body.encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

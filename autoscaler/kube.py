@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -60,6 +60,9 @@ def quantity(value: object) -> float | None:
 
 class KubeError(Exception):
     """A request the API server did not carry out."""
+
+    # The HTTP status of the server's answer; 0 when there was none (refused, timed out, unreadable).
+    code: int = 0
 
 
 class Unavailable(KubeError):
@@ -111,23 +114,32 @@ def _error(exc: ApiException | urllib3.exceptions.HTTPError | OSError, what: str
             message = f"{what}: {json.loads(body).get('message', '')}"
         except (ValueError, AttributeError):
             message = f"{what}: HTTP {status}"
+    error: KubeError
     if status in (401, 403):
-        return Forbidden(message)
-    if status == 404:
-        return Gone(message)
-    if status == 409:
-        return Conflict(message)
-    if status == 410:
-        return ResourceVersionExpired(message)
-    if status in (400, 415, 422):
-        return Invalid(message)
-    return Unavailable(message or f"{what}: HTTP {status}")
+        error = Forbidden(message)
+    elif status == 404:
+        error = Gone(message)
+    elif status == 409:
+        error = Conflict(message)
+    elif status == 410:
+        error = ResourceVersionExpired(message)
+    elif status in (400, 415, 422):
+        error = Invalid(message)
+    else:
+        error = Unavailable(message or f"{what}: HTTP {status}")
+    error.code = status
+    return error
 
 
 _FAILURES = (ApiException, urllib3.exceptions.HTTPError, OSError)
+_Failure = ApiException | urllib3.exceptions.HTTPError | OSError
 
 
-def connect(kubeconfig: Path | None, user_agent: str) -> Kube:
+def connect(
+    kubeconfig: Path | None,
+    user_agent: str,
+    on_error: Callable[[KubeError], None] | None = None,
+) -> Kube:
     """A client from the kubeconfig file if one is given, else the in-cluster service account when
     running in a pod, else the default kubeconfig ($KUBECONFIG, ~/.kube/config) as kubectl does."""
     configuration = client.Configuration()
@@ -149,19 +161,34 @@ def connect(kubeconfig: Path | None, user_agent: str) -> Kube:
         raise ValueError(f"cannot load Kubernetes credentials from {source}: {error}") from None
     api = client.ApiClient(configuration)
     api.user_agent = user_agent
-    return Kube(api)
+    return Kube(api, on_error=on_error)
 
 
 class Kube:
-    """Typed verbs over the official client; every request has a timeout."""
+    """Typed verbs over the official client; every request has a timeout. `on_error` hears of every
+    failed request (the controller counts them by status code)."""
 
-    def __init__(self, api: client.ApiClient, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        timeout_s: float = 10.0,
+        on_error: Callable[[KubeError], None] | None = None,
+    ) -> None:
         self._api = api
+        self._on_error = on_error
         self._apps = client.AppsV1Api(api)
         self._autoscaling = client.AutoscalingV2Api(api)
         self._core = client.CoreV1Api(api)
         self._coordination = client.CoordinationV1Api(api)
         self._timeout = timeout_s
+
+    def _failed(self, exc: _Failure, what: str) -> KubeError:
+        return self._heard(_error(exc, what))
+
+    def _heard(self, error: KubeError) -> KubeError:
+        if self._on_error is not None:
+            self._on_error(error)
+        return error
 
     # -- reading -------------------------------------------------------------------------------
     def _lister(self, kind: Kind, namespace: str | None) -> Any:
@@ -191,9 +218,9 @@ class Kube:
             response = lister(*args, _preload_content=False, _request_timeout=self._timeout)
             body = json.loads(response.data)
         except _FAILURES as exc:
-            raise _error(exc, f"list {kind.value}") from None
+            raise self._failed(exc, f"list {kind.value}") from None
         except ValueError as exc:
-            raise Unavailable(f"list {kind.value}: unreadable answer: {exc}") from None
+            raise self._heard(Unavailable(f"list {kind.value}: unreadable answer: {exc}")) from None
         items = body.get("items") or []
         version = str((body.get("metadata") or {}).get("resourceVersion", ""))
         return [item for item in items if isinstance(item, dict)], version
@@ -225,11 +252,11 @@ class Kube:
                 if isinstance(raw, dict):
                     yield WatchEvent(kind_of, raw)
         except ApiException as exc:
-            raise _error(exc, f"watch {kind.value}") from None
+            raise self._failed(exc, f"watch {kind.value}") from None
         except (urllib3.exceptions.HTTPError, OSError, ValueError, KeyError, TypeError) as exc:
             # A malformed event ends this watch like a dropped connection would; the informer
             # resumes from the last version it applied.
-            raise Unavailable(f"watch {kind.value}: {exc!r}") from None
+            raise self._heard(Unavailable(f"watch {kind.value}: {exc!r}")) from None
         finally:
             stream.stop()
 
@@ -246,7 +273,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise _error(exc, f"scale deployment {namespace}/{name}") from None
+            raise self._failed(exc, f"scale deployment {namespace}/{name}") from None
 
     def patch_hpa(
         self,
@@ -272,7 +299,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise _error(exc, f"patch hpa {namespace}/{name}") from None
+            raise self._failed(exc, f"patch hpa {namespace}/{name}") from None
 
     def annotate_deployment(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         try:
@@ -285,7 +312,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise _error(exc, f"annotate deployment {namespace}/{name}") from None
+            raise self._failed(exc, f"annotate deployment {namespace}/{name}") from None
 
     def create_event(self, namespace: str, event: JsonObject) -> None:
         try:
@@ -296,7 +323,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise _error(exc, f"create event in {namespace}") from None
+            raise self._failed(exc, f"create event in {namespace}") from None
 
     # -- leases --------------------------------------------------------------------------------
     def read_lease(self, namespace: str, name: str) -> JsonObject | None:
@@ -309,7 +336,7 @@ class Kube:
             error = _error(exc, f"read lease {namespace}/{name}")
             if isinstance(error, Gone):
                 return None
-            raise error from None
+            raise self._heard(error) from None
         except ValueError as exc:
             raise Unavailable(f"read lease: unreadable answer: {exc}") from None
         return body if isinstance(body, dict) else None
@@ -323,7 +350,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise _error(exc, f"create lease in {namespace}") from None
+            raise self._failed(exc, f"create lease in {namespace}") from None
 
     def replace_lease(self, namespace: str, name: str, lease: JsonObject) -> None:
         """PUT with the lease's resourceVersion: a stale one is a `Conflict`, never an overwrite."""
@@ -336,4 +363,4 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise _error(exc, f"replace lease {namespace}/{name}") from None
+            raise self._failed(exc, f"replace lease {namespace}/{name}") from None

@@ -134,7 +134,8 @@ class LoadForecast:
     """Aggregate load expected over the coming buckets for one metric of one target.
 
     Point `i` is the mean load over the bucket `[times[i], times[i] + step_s)`; `upper` is the upper
-    bound of the model's prediction interval at `level`.
+    bound of the model's prediction interval at `level`, `lower` its lower bound (empty where the
+    producer has none: only the upper bound drives replicas, the lower one is shown to people).
     """
 
     kind: MetricKind
@@ -145,10 +146,13 @@ class LoadForecast:
     upper: tuple[float, ...]
     level: float
     quality: ForecastQuality
+    lower: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.times) == len(self.mean) == len(self.upper) > 0:
             raise ValueError("a forecast needs matching, non-empty times, mean and upper")
+        if self.lower and len(self.lower) != len(self.times):
+            raise ValueError("a forecast's lower bound must match its times")
 
     def at(self, t: float) -> tuple[float, float] | None:
         """(mean, upper) of the bucket holding `t`, or None outside the forecast."""
@@ -156,6 +160,13 @@ class LoadForecast:
             return None
         i = int((t - self.times[0]) // self.step_s)
         return self.mean[i], self.upper[i]
+
+    def band_at(self, t: float) -> tuple[float, float | None, float] | None:
+        """(mean, lower, upper) of the bucket holding `t`, or None outside the forecast."""
+        if t < self.times[0] or t >= self.times[-1] + self.step_s:
+            return None
+        i = int((t - self.times[0]) // self.step_s)
+        return self.mean[i], self.lower[i] if self.lower else None, self.upper[i]
 
     def peak_upper(self, start: float, end: float) -> float | None:
         """Highest upper bound of the buckets that overlap `[start, end]`; None when the forecast

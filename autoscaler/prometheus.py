@@ -295,14 +295,20 @@ def _parse(result: Any) -> list[_Parsed]:
 class PrometheusSource:
     """A `MetricsSource` reading a real Prometheus; see the module docstring for what it does.
 
-    `sleep` is what waits between retries (tests pass a recorder so they never sleep).
+    `sleep` is what waits between retries (tests pass a recorder so they never sleep); `on_query`
+    hears of every HTTP query: its duration in seconds and whether it was answered.
     """
 
     def __init__(
-        self, settings: PrometheusSettings, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        settings: PrometheusSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_query: Callable[[float, bool], None] | None = None,
     ) -> None:
         self.settings = settings
         self._sleep = sleep
+        self._on_query = on_query
         self._default_selector = settings.default_requests_selector
         self._lock = threading.Lock()  # guards the client and the query counter across workers
         self._client: PrometheusConnect | None = None
@@ -571,14 +577,18 @@ class PrometheusSource:
             client = self._connect()
             with self._lock:
                 self._queries += 1
+            began = time.monotonic()
+            answered = False
             try:
-                return client.custom_query_range(
+                answer = client.custom_query_range(
                     query,
                     _to_datetime(start),
                     _to_datetime(end),
                     str(self.settings.step_s),
                     params={"timeout": str(self.settings.timeout_s)},
                 )
+                answered = True
+                return answer
             except requests.Timeout as err:
                 error = PrometheusTimeout(
                     f"Prometheus did not answer within {self.settings.timeout_s} s: {err}"
@@ -603,6 +613,9 @@ class PrometheusSource:
                     error = PrometheusServerError(f"Prometheus answered an error: {err}")
             except (ValueError, KeyError, TypeError) as err:
                 error = PrometheusServerError(f"malformed answer from Prometheus: {err!r}")
+            finally:
+                if self._on_query is not None:
+                    self._on_query(time.monotonic() - began, answered)
         raise error
 
     # --- connection -------------------------------------------------------------------------------

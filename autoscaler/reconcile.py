@@ -105,6 +105,9 @@ _NO_FORECASTS = Forecasts()
 class TickReport:
     decisions: tuple[Decision, ...]
     metrics_available: bool
+    # What the decisions were made from, kept for the observability stage (actual against forecast).
+    loads: Mapping[TargetRef, LoadSnapshot] = field(default_factory=dict)
+    forecasts: Mapping[TargetRef, Forecasts] = field(default_factory=dict)
 
 
 def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickReport:
@@ -134,4 +137,4 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         decisions.append(decision)
     if len(memory.histories) > len(targets):
         memory.keep_only({t.state.ref for t in targets})
-    return TickReport(tuple(decisions), available)
+    return TickReport(tuple(decisions), available, loads, forecasts)

@@ -28,6 +28,7 @@ from autoscaler.kube import connect
 from autoscaler.leader import LeaderElector, LeaseSettings
 from autoscaler.policy import PredictivePolicy
 from autoscaler.prometheus import PrometheusSettings, PrometheusSource
+from autoscaler.telemetry import Telemetry
 
 __all__ = ["RunSettings", "default_identity", "run_controller"]
 
@@ -53,10 +54,23 @@ class RunSettings:
     sync_timeout_s: float = 30.0
 
 
-def run_controller(settings: RunSettings, stop: threading.Event) -> int:
+# /healthz fails once no tick has ended for this many intervals (and never sooner than the floor,
+# since a tick that fits many models at once may take a while).
+STALE_TICKS = 5
+STALE_FLOOR_S = 120.0
+
+
+def run_controller(
+    settings: RunSettings, stop: threading.Event, telemetry: Telemetry | None = None
+) -> int:
     """Run until `stop` is set; the exit status."""
-    kube = connect(settings.kubeconfig, user_agent=f"predictive-autoscaler/{settings.identity}")
-    source = PrometheusSource(settings.prometheus)
+    telemetry = telemetry if telemetry is not None else Telemetry()
+    kube = connect(
+        settings.kubeconfig,
+        user_agent=f"predictive-autoscaler/{settings.identity}",
+        on_error=telemetry.kube_error,
+    )
+    source = PrometheusSource(settings.prometheus, on_query=telemetry.query_done)
     forecaster = ModelForecaster(history=source.history)
     policy = PredictivePolicy(interval_s=settings.interval_s)
     reader = ClusterReader(kube, settings.namespaces or None)
@@ -75,9 +89,15 @@ def run_controller(settings: RunSettings, stop: threading.Event) -> int:
         dry_run=settings.dry_run,
         may_act=elector.is_leader if elector is not None else lambda: True,
     )
+    telemetry.set_leader(elector is None)
     health = None
     if settings.metrics_port is not None:
-        health = HealthServer(settings.metrics_port, ready=lambda: reader.synced)
+        health = HealthServer(
+            settings.metrics_port,
+            ready=lambda: reader.synced,
+            metrics=telemetry.render,
+            stale_after_s=max(STALE_FLOOR_S, STALE_TICKS * settings.interval_s),
+        )
         health.start()
     ticks = 0
 
@@ -89,10 +109,12 @@ def run_controller(settings: RunSettings, stop: threading.Event) -> int:
         except Exception:
             # Whatever broke, the next tick starts from the cluster's state again.
             log.exception("tick failed", extra={"event": "tick_failed"})
+            telemetry.tick_failed(time.monotonic() - began, time.time())
             return
         finally:
             if health is not None:
                 health.beat(time.monotonic())
+        telemetry.tick_done(summary, time.monotonic() - began, time.time())
         ticks += 1
         log.info(
             "tick done",
@@ -109,8 +131,13 @@ def run_controller(settings: RunSettings, stop: threading.Event) -> int:
     scheduler = BackgroundScheduler(timezone=UTC)
     first = datetime.now(UTC)
     if elector is not None:
+        lease_elector = elector
+
+        def lease_round() -> None:
+            telemetry.set_leader(lease_elector.try_acquire_or_renew())
+
         scheduler.add_job(
-            elector.try_acquire_or_renew,
+            lease_round,
             "interval",
             seconds=settings.lease.retry_period_s,
             max_instances=1,

@@ -1,0 +1,284 @@
+"""The controller's Prometheus metrics, served on `/metrics`: the one module that imports
+`prometheus_client`.
+
+Per target (labels `namespace`, `deployment`): actual load and the forecast for the current bucket
+with its interval bounds (per metric `kind`), the forecasts' rolling error and coverage, replicas
+(`source`: current, reactive, predictive, final), the mode and the reasons in effect, the lead time,
+and scale events by direction (the reasons in effect at an event say why it happened). Per
+controller: tick duration, Prometheus query duration, Kubernetes API errors by status code,
+actuation outcomes, leader status, targets by state.
+
+Every label value comes from an enum or from the cluster's own names (namespace, Deployment), never
+from free text, so the number of series is bounded by the number of targets. A target's series are
+removed as soon as a tick no longer decides for it (forgotten, opted out, refused, or this replica
+stopped leading): a dashboard must not show a stale opinion as if it were current.
+
+Metrics live in a registry of their own, not the process-wide default one, so that tests (and two
+controllers in one process) never see each other's series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from autoscaler.actuator import ActOutcome
+from autoscaler.controller import TickSummary
+from autoscaler.kube import KubeError
+from autoscaler.model import Forecasts, LoadSnapshot, MetricKind, TargetRef
+from autoscaler.policy import Decision, Mode
+
+__all__ = ["PREFIX", "Direction", "ReplicaSource", "TargetState", "Telemetry"]
+
+PREFIX = "predictive_autoscaler_"
+TARGET_LABELS = ("namespace", "deployment")
+
+
+class TargetState(Enum):
+    """Where an opted-in Deployment stands in the latest tick."""
+
+    ACTIVE = "active"  # decided for
+    REFUSED = "refused"  # mode replicas with an HPA, or mode hpa without one
+    INVALID = "invalid"  # annotations that cannot be used
+    COOLING_DOWN = "cooling-down"  # left alone for a while after a permission error
+
+
+class Direction(Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+class ReplicaSource(Enum):
+    CURRENT = "current"
+    REACTIVE = "reactive"
+    PREDICTIVE = "predictive"
+    FINAL = "final"
+
+
+# A tick takes milliseconds per target once the models are fitted, and seconds when many fit at once.
+TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    gauge: Gauge
+    labels: tuple[str, ...]
+
+
+class Telemetry:
+    """The metrics of one controller. The runner reports each tick's summary; the Kubernetes client
+    and the Prometheus source report through hooks (they sit below this module)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        per_kind = (*TARGET_LABELS, "kind")
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = TARGET_LABELS) -> Gauge:
+            return Gauge(PREFIX + name, doc, labels, registry=r)
+
+        self.load = gauge("load", "Latest observed aggregate load (cores, bytes, requests/s)", per_kind)
+        self.forecast_mean = gauge(
+            "forecast_mean", "Forecast mean load for the current bucket", per_kind
+        )
+        self.forecast_lower = gauge(
+            "forecast_lower", "Lower bound of the forecast interval for the current bucket", per_kind
+        )
+        self.forecast_upper = gauge(
+            "forecast_upper", "Upper bound of the forecast interval for the current bucket", per_kind
+        )
+        self.forecast_error = gauge(
+            "forecast_error",
+            "Rolling mean absolute forecast error over that of 'no change' (below 1 beats it)",
+            per_kind,
+        )
+        self.forecast_coverage = gauge(
+            "forecast_coverage",
+            "Rolling share of actuals at or under the forecast's upper bound",
+            per_kind,
+        )
+        self.replicas = gauge(
+            "replicas",
+            "Replicas: current, what the reactive and predictive parts ask for, and the final target",
+            (*TARGET_LABELS, "source"),
+        )
+        self.mode = gauge(
+            "mode", "1 for the part of the policy that set the target", (*TARGET_LABELS, "mode")
+        )
+        self.reason = gauge(
+            "reason", "1 for each reason behind the latest decision", (*TARGET_LABELS, "reason")
+        )
+        self.lead = gauge(
+            "lead_time_seconds", "How far ahead the policy provisions: pod start-up plus one tick"
+        )
+        self.scale_events = Counter(
+            PREFIX + "scale_events",
+            "Replica changes applied to a workload, by direction",
+            (*TARGET_LABELS, "direction"),
+            registry=r,
+        )
+        self.tick_seconds = Histogram(
+            PREFIX + "tick_duration_seconds", "Duration of a tick", buckets=TICK_BUCKETS, registry=r
+        )
+        self.tick_failures = Counter(
+            PREFIX + "tick_failures", "Ticks that ended in an unexpected error", registry=r
+        )
+        self.last_tick = Gauge(
+            PREFIX + "last_tick_timestamp_seconds", "When the latest tick ended", registry=r
+        )
+        self.query_seconds = Histogram(
+            PREFIX + "prometheus_query_duration_seconds",
+            "Duration of a query to Prometheus, by whether it was answered",
+            ("outcome",),
+            buckets=QUERY_BUCKETS,
+            registry=r,
+        )
+        self.metrics_unavailable = Counter(
+            PREFIX + "metrics_unavailable_ticks",
+            "Ticks in which Prometheus could not be read (targets held)",
+            registry=r,
+        )
+        self.kube_errors = Counter(
+            PREFIX + "kube_api_errors",
+            "Failed Kubernetes API requests by HTTP status (0: no answer)",
+            ("code",),
+            registry=r,
+        )
+        self.actuations = Counter(
+            PREFIX + "actuations", "Actuation outcomes, one per decision", ("outcome",), registry=r
+        )
+        self.leader = Gauge(
+            PREFIX + "leader",
+            "1 while this replica may act (holds the lease, or no election)",
+            registry=r,
+        )
+        self.targets = Gauge(PREFIX + "targets", "Opted-in Deployments by state", ("state",), registry=r)
+        # Series shown at zero from the start, so that rates and sums exist before the first event.
+        for outcome in ("ok", "error"):
+            self.query_seconds.labels(outcome)
+        for act in ActOutcome:
+            self.actuations.labels(act.value)
+        for state in TargetState:
+            self.targets.labels(state.value).set(0)
+        self._gauges: dict[TargetRef, set[_Series]] = {}
+
+    # --- per controller -------------------------------------------------------------------------
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition for `/metrics` and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def query_done(self, seconds: float, answered: bool) -> None:
+        self.query_seconds.labels("ok" if answered else "error").observe(seconds)
+
+    def kube_error(self, error: KubeError) -> None:
+        self.kube_errors.labels(str(error.code)).inc()
+
+    def tick_failed(self, seconds: float, at: float) -> None:
+        self.tick_failures.inc()
+        self.tick_seconds.observe(seconds)
+        self.last_tick.set(at)
+
+    def tick_done(self, summary: TickSummary, seconds: float, at: float) -> None:
+        self.tick_seconds.observe(seconds)
+        self.last_tick.set(at)
+        if summary.acted and not summary.metrics_available:
+            self.metrics_unavailable.inc()
+        counts = {
+            TargetState.ACTIVE: len(summary.decisions),
+            TargetState.REFUSED: len(summary.refused),
+            TargetState.INVALID: len(summary.invalid),
+            TargetState.COOLING_DOWN: len(summary.cooling),
+        }
+        for state, count in counts.items():
+            self.targets.labels(state.value).set(count)
+        for outcome in summary.outcomes.values():
+            self.actuations.labels(outcome.value).inc()
+        self._targets(summary.decisions, summary.outcomes, summary.loads, summary.forecasts)
+
+    # --- per target -----------------------------------------------------------------------------
+
+    def _targets(
+        self,
+        decisions: Iterable[Decision],
+        outcomes: Mapping[TargetRef, ActOutcome],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        forecasts: Mapping[TargetRef, Forecasts],
+    ) -> None:
+        live: set[TargetRef] = set()
+        for decision in decisions:
+            ref = decision.ref
+            live.add(ref)
+            values = self._values(decision, loads.get(ref), forecasts.get(ref))
+            for stale in self._gauges.get(ref, set()) - set(values):
+                stale.gauge.remove(*stale.labels)
+            for series, value in values.items():
+                series.gauge.labels(*series.labels).set(value)
+            if ref not in self._gauges:
+                # Both directions from zero: an increase() over the first event must see it rise.
+                for direction in Direction:
+                    self.scale_events.labels(ref.namespace, ref.name, direction.value)
+            self._gauges[ref] = set(values)
+            if outcomes.get(ref) is ActOutcome.APPLIED and decision.changed:
+                up = decision.replicas > decision.current
+                direction = Direction.UP if up else Direction.DOWN
+                self.scale_events.labels(ref.namespace, ref.name, direction.value).inc()
+        for gone in [ref for ref in self._gauges if ref not in live]:
+            self.forget(gone)
+
+    def forget(self, ref: TargetRef) -> None:
+        """Remove every series of `ref`."""
+        if ref not in self._gauges:
+            return
+        for series in self._gauges.pop(ref):
+            series.gauge.remove(*series.labels)
+        for direction in Direction:
+            self.scale_events.remove(ref.namespace, ref.name, direction.value)
+
+    def _values(
+        self, decision: Decision, load: LoadSnapshot | None, forecasts: Forecasts | None
+    ) -> dict[_Series, float]:
+        ref = decision.ref
+        target = (ref.namespace, ref.name)
+        out: dict[_Series, float] = {}
+
+        def put(gauge: Gauge, value: float | None, *extra: str) -> None:
+            if value is not None:
+                out[_Series(gauge, (*target, *extra))] = float(value)
+
+        for kind in MetricKind:
+            sample = None if load is None else load.get(kind)
+            put(self.load, None if sample is None else sample.value, kind.value)
+            forecast = None if forecasts is None else forecasts.get(kind)
+            if forecast is None:
+                continue
+            band = forecast.band_at(decision.at)
+            if band is not None:
+                mean, lower, upper = band
+                put(self.forecast_mean, mean, kind.value)
+                put(self.forecast_lower, lower, kind.value)
+                put(self.forecast_upper, upper, kind.value)
+            put(self.forecast_error, forecast.quality.scaled_error, kind.value)
+            put(self.forecast_coverage, forecast.quality.coverage, kind.value)
+        replicas = {
+            ReplicaSource.CURRENT: decision.current,
+            ReplicaSource.REACTIVE: decision.reactive_replicas,
+            ReplicaSource.PREDICTIVE: decision.predictive_replicas,
+            ReplicaSource.FINAL: decision.replicas,
+        }
+        for source, count in replicas.items():
+            put(self.replicas, count, source.value)
+        for mode in Mode:
+            put(self.mode, 1.0 if decision.mode is mode else 0.0, mode.value)
+        for reason in dict.fromkeys(decision.reasons):
+            put(self.reason, 1.0, reason.value)
+        put(self.lead, decision.lead_s)
+        return out
