@@ -299,6 +299,20 @@ _port = _whole("a port number (0 turns the endpoint off)", lambda v: 0 <= v <= 6
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
+def _step(text: str) -> int:
+    seconds = _duration(text).total_seconds()
+    if seconds != int(seconds) or not 1 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds in 1s..1h")
+    return int(seconds)
+
+
+def _rate_window(text: str) -> str:
+    seconds = _duration(text).total_seconds()
+    if seconds != int(seconds) or seconds < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds, 2s or more")
+    return f"{int(seconds)}s"
+
+
 def _add_prometheus_flags(add: Callable[..., Any], *, required: bool) -> None:
     """Where Prometheus is and how to reach it: the same flags for `run` and `backtest`."""
     add("--prometheus-url", required=required, help="e.g. http://prometheus.monitoring:9090")
@@ -314,6 +328,18 @@ def _add_prometheus_flags(add: Callable[..., Any], *, required: bool) -> None:
         "--requests-metric",
         default="http_requests_total",
         help="request counter for targets that name none (default http_requests_total)",
+    )
+    add(
+        "--prometheus-step",
+        type=_step,
+        default=60,
+        help="resolution of the load read from Prometheus, at least the scrape interval (default 60s)",
+    )
+    add(
+        "--prometheus-rate-window",
+        type=_rate_window,
+        default="2m",
+        help="window of rate() over counters, at least two scrape intervals (default 2m)",
     )
 
 
@@ -571,6 +597,8 @@ def _prometheus_settings(args: argparse.Namespace) -> PrometheusSettings:
             ca_file=args.prometheus_ca_file,
             insecure_skip_verify=args.prometheus_insecure_skip_verify,
             default_requests_metric=args.requests_metric,
+            step_s=args.prometheus_step,
+            rate_window=args.prometheus_rate_window,
         )
     except ValueError as exc:
         raise UsageError(f"--prometheus-url/--requests-metric: {exc}") from None

@@ -23,9 +23,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pytest
@@ -503,7 +504,11 @@ def require_binaries() -> None:
         pytest.fail(MISSING_MESSAGE, pytrace=False)
 
 
-def backfill(dataset: Dataset, workdir: Path) -> Path:
+class OpenMetricsSource(Protocol):
+    def write_openmetrics(self, path: Path) -> int: ...
+
+
+def backfill(dataset: OpenMetricsSource, workdir: Path) -> Path:
     """Write `dataset` as OpenMetrics in `workdir` and make TSDB blocks of it; returns the TSDB dir."""
     workdir.mkdir(parents=True, exist_ok=True)
     source = workdir / "data.om.txt"
@@ -530,11 +535,22 @@ class PromServer:
     """A `prometheus` process serving one TSDB directory on one loopback port, which stay the same
     across restarts."""
 
-    def __init__(self, tsdb: Path, port: int | None = None) -> None:
+    def __init__(
+        self, tsdb: Path, port: int | None = None, scrape: Sequence[str] = (), scrape_s: int = 1
+    ) -> None:
+        """`scrape`: host:port targets scraped every `scrape_s` seconds, their own labels kept."""
         self.tsdb = tsdb
         self.port = port if port is not None else free_port()
         self.config = tsdb.parent / f"prometheus-{self.port}.yml"
-        self.config.write_text("global:\n  evaluation_interval: 1h\nscrape_configs: []\n")
+        config = "global:\n  evaluation_interval: 1h\nscrape_configs: []\n"
+        if scrape:
+            config = (
+                "global:\n  evaluation_interval: 1h\nscrape_configs:\n"
+                f"  - job_name: replay\n    scrape_interval: {scrape_s}s\n"
+                f"    scrape_timeout: {scrape_s}s\n    honor_labels: true\n"
+                f"    static_configs:\n      - targets: [{', '.join(scrape)}]\n"
+            )
+        self.config.write_text(config)
         self.log = tsdb.parent / f"prometheus-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
