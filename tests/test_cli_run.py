@@ -255,15 +255,21 @@ def test_run_replicas_mode_scales_to_the_load_in_prometheus(
     running(prometheus_url=prometheus_live.url)
     assert wait_for(lambda: replicas_of(fake_kube, "web") != 2, timeout_s=60)
     assert replicas_of(fake_kube, "web") in WANTED
+
+    def status_annotation() -> str | None:
+        web = fake_kube.get_object("Deployment", NS, "web")
+        assert web is not None
+        found = web["metadata"].get("annotations", {}).get(STATUS_KEY)
+        return None if found is None else str(found)
+
+    # The Event and the status annotation follow the scale patch, in the same tick.
+    assert wait_for(lambda: status_annotation() is not None and "ScaledUp" in reasons(fake_kube))
     writes = workload_writes(fake_kube)
     scale = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web/scale"
-    status_annotation = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web"
+    annotate = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web"
     assert scale in writes
-    assert set(writes) == {scale, status_annotation}
-    assert "ScaledUp" in reasons(fake_kube)
-    web = fake_kube.get_object("Deployment", NS, "web")
-    assert web is not None
-    status = json.loads(web["metadata"]["annotations"][STATUS_KEY])
+    assert set(writes) == {scale, annotate}
+    status = json.loads(status_annotation() or "{}")
     assert status["target"] == replicas_of(fake_kube, "web")
     assert status["mode"] in ("predictive", "reactive")
 
@@ -303,7 +309,7 @@ def test_run_hpa_mode_moves_the_floor_up_and_back(
     assert wait_for(lambda: hpa()["spec"]["minReplicas"] != 2, timeout_s=60)
     assert hpa()["spec"]["minReplicas"] in WANTED
     assert hpa()["metadata"]["annotations"][ORIGINAL_MIN_KEY] == "2"
-    assert "RaisedHPAFloor" in reasons(fake_kube)
+    assert wait_for(lambda: "RaisedHPAFloor" in reasons(fake_kube)), "the Event follows the patch"
     assert replicas_of(fake_kube, "api") == 2, "the HPA scales the Deployment, not us"
 
     def kubectl(*args: str) -> str:
@@ -320,7 +326,7 @@ def test_run_hpa_mode_moves_the_floor_up_and_back(
     kubectl("annotate", "deploy", "api", f"{PREFIX}target-requests-per-pod=1000", "--overwrite")
     assert wait_for(lambda: hpa()["spec"]["minReplicas"] == 2, timeout_s=30)
     assert ORIGINAL_MIN_KEY not in hpa()["metadata"].get("annotations", {})
-    assert "RestoredHPAFloor" in reasons(fake_kube)
+    assert wait_for(lambda: "RestoredHPAFloor" in reasons(fake_kube))
     floor = f"PATCH /apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/api"
     status_annotation = f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/api"
     assert set(workload_writes(fake_kube)) == {floor, status_annotation}

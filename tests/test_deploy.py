@@ -340,6 +340,8 @@ def test_servicemonitor_scrapes_the_metrics_service(all_components: list[Obj]) -
     port_names = {p["name"] for p in service["spec"]["ports"]}
     assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("metrics", "/metrics")]
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= port_names
+    # The per-target series' own `namespace` label must survive the scrape (the dashboards use it).
+    assert all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"])
     # The alert rules name the scrape job after the Service, which is the operator's default job.
     rule = find(all_components, "PrometheusRule")
     expressions = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
