@@ -79,6 +79,9 @@ class ClusterSnapshot:
     synced: bool
     targets: tuple[ManagedTarget, ...]
     problems: tuple[ConfigProblem, ...]
+    # HPAs whose floor we raised for a Deployment that is no longer ours in mode hpa (opted out,
+    # switched mode, or deleted): the floor goes back to its owner's. With the Deployment, if any.
+    stranded: tuple[tuple[TargetRef, HpaInfo], ...] = ()
 
 
 ORIGINAL_MIN_KEY = "predictive-autoscaler.io/original-min-replicas"
@@ -333,7 +336,31 @@ def build_snapshot(
                 status_annotation=annotations.get("predictive-autoscaler.io/status"),
             )
         )
-    return ClusterSnapshot(synced, tuple(targets), tuple(problems))
+    return ClusterSnapshot(synced, tuple(targets), tuple(problems), _stranded(hpas, targets, problems))
+
+
+def _stranded(
+    hpas: Sequence[JsonObject],
+    targets: Sequence[ManagedTarget],
+    problems: Sequence[ConfigProblem],
+) -> tuple[tuple[TargetRef, HpaInfo], ...]:
+    """Raised HPA floors nobody plans for any more. A Deployment whose annotations are unusable
+    this tick keeps its floor: a typo must not undo what the controller set."""
+    kept = {m.target.state.ref for m in targets if m.settings.mode is ScaleMode.HPA}
+    kept |= {p.ref for p in problems}
+    out = []
+    for hpa in hpas:
+        meta = hpa.get("metadata") or {}
+        if ORIGINAL_MIN_KEY not in (meta.get("annotations") or {}):
+            continue
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind") != "Deployment":
+            continue
+        target = TargetRef(str(meta.get("namespace", "")), str(ref.get("name", "")))
+        info = _hpa_for({"metadata": {"namespace": target.namespace, "name": target.name}}, [hpa])
+        if target not in kept and info is not None:
+            out.append((target, info))
+    return tuple(sorted(out, key=lambda pair: (pair[0].namespace, pair[0].name)))
 
 
 class ClusterReader:

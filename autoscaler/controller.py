@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.actuator import ActOutcome, ClusterActuator, EventKind, Events
-from autoscaler.cluster import ClusterSnapshot, ManagedTarget
+from autoscaler.cluster import ORIGINAL_MIN_KEY, ClusterSnapshot, ManagedTarget
 from autoscaler.config import ScaleMode
-from autoscaler.kube import Kube
+from autoscaler.kube import Kube, KubeError
 from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
 from autoscaler.policy import Decision, Mode, Policy
 from autoscaler.reconcile import (
@@ -98,6 +98,7 @@ class Controller:
         if not snapshot.synced:
             return _IDLE
         invalid = self._report_problems(snapshot, now)
+        self._restore_stranded(snapshot, now)
         eligible: list[ManagedTarget] = []
         refused: list[TargetRef] = []
         cooling: list[TargetRef] = []
@@ -171,6 +172,33 @@ class Controller:
             report.loads,
             report.forecasts,
         )
+
+    def _restore_stranded(self, snapshot: ClusterSnapshot, now: float) -> None:
+        """Give back the floors of HPAs whose Deployment left mode hpa (or was deleted): the owner's
+        floor, kept in the HPA's annotation, is theirs again."""
+        if self._dry_run:
+            return
+        for ref, hpa in snapshot.stranded:
+            what = f"HPA {hpa.name} minReplicas {hpa.min_replicas}→{hpa.original_min}"
+            try:
+                self._kube.patch_hpa(
+                    hpa.namespace,
+                    hpa.name,
+                    hpa.resource_version,
+                    hpa.original_min,
+                    {ORIGINAL_MIN_KEY: None},
+                )
+            except KubeError as error:
+                # Conflict, outage or refusal: the next tick reads the HPA again and retries.
+                log.info("cannot restore %s for %s: %s", what, ref, error)
+                continue
+            self._events.emit(
+                ref,
+                EventKind.NORMAL,
+                "RestoredHPAFloor",
+                f"set {what}: no longer scaled predictively in mode hpa, the owner's floor is back",
+                now,
+            )
 
     def _cooling(self, ref: TargetRef, now: float) -> bool:
         return self._cooldown.get(ref, -1.0) > now

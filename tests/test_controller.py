@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cluster import ClusterReader, ClusterSnapshot, build_snapshot
+from autoscaler.cluster import ORIGINAL_MIN_KEY, ClusterReader, ClusterSnapshot, build_snapshot
 from autoscaler.config import PREFIX, STATUS_KEY
 from autoscaler.controller import Controller
 from autoscaler.kube import Kind, Kube, connect
@@ -223,6 +223,71 @@ def test_hpa_mode_raises_the_floor_ahead_and_restores_it(fake_kube: FakeKube, ku
         hpa["metadata"].get("annotations") or {}
     )
     assert [e["reason"] for e in events(fake_kube, "RestoredHPAFloor")] == ["RestoredHPAFloor"]
+
+
+def raised_floor(fake: FakeKube, kube: Kube) -> Controller:
+    """web in mode hpa with its HPA's floor raised from 2 to 7; the controller that raised it."""
+    fake.add_deployment(NS, "web", replicas=2, annotations={**ON, PREFIX + "mode": "hpa"})
+    fake.add_hpa(NS, "web", "web", min_replicas=2, max_replicas=20)
+    loads, predicted = Loads(), Predicted()
+    loads.cores["web"] = 0.5
+    predicted.upper["web"] = 3.5
+    tick = controller(kube, loads, predicted)
+    tick.tick(NOW)
+    assert hpa_floor(fake) == (7, "2")
+    return tick
+
+
+def hpa_floor(fake: FakeKube) -> tuple[int, str | None]:
+    hpa = fake.get_object("HorizontalPodAutoscaler", NS, "web")
+    assert hpa is not None
+    remembered = (hpa["metadata"].get("annotations") or {}).get(ORIGINAL_MIN_KEY)
+    return int(hpa["spec"]["minReplicas"]), remembered
+
+
+def reannotate(fake: FakeKube, annotations: dict[str, str]) -> None:
+    deployment = fake.get_object("Deployment", NS, "web")
+    assert deployment is not None
+    deployment["metadata"]["annotations"] = annotations
+    fake.put_object(deployment)
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        pytest.param(lambda f: reannotate(f, {**ON, PREFIX + "enabled": "false"}), id="opted-out"),
+        pytest.param(lambda f: reannotate(f, {}), id="annotations-removed"),
+        pytest.param(
+            lambda f: reannotate(f, {**ON, PREFIX + "mode": "replicas"}), id="switched-to-replicas"
+        ),
+        pytest.param(lambda f: f.delete_object("Deployment", NS, "web"), id="deployment-deleted"),
+    ],
+)
+def test_a_floor_left_behind_goes_back_to_its_owner(
+    fake_kube: FakeKube, kube: Kube, leave: Callable[[FakeKube], object]
+) -> None:
+    tick = raised_floor(fake_kube, kube)
+    leave(fake_kube)
+    tick.tick(NOW + 30)
+    assert hpa_floor(fake_kube) == (2, None)
+    assert len(events(fake_kube, "RestoredHPAFloor")) == 1
+    tick.tick(NOW + 60)
+    assert len(writes(fake_kube, "/horizontalpodautoscalers/web")) == 2, "restored once"
+
+
+def test_a_bad_annotation_keeps_the_raised_floor(fake_kube: FakeKube, kube: Kube) -> None:
+    tick = raised_floor(fake_kube, kube)
+    reannotate(fake_kube, {**ON, PREFIX + "mode": "HPA"})
+    tick.tick(NOW + 30)
+    assert hpa_floor(fake_kube) == (7, "2"), "a typo must not undo the floor"
+    assert len(events(fake_kube, "InvalidAnnotation")) == 1
+
+
+def test_dry_run_leaves_a_stranded_floor_alone(fake_kube: FakeKube, kube: Kube) -> None:
+    raised_floor(fake_kube, kube)
+    reannotate(fake_kube, {})
+    controller(kube, Loads(), dry_run=True).tick(NOW + 30)
+    assert hpa_floor(fake_kube) == (7, "2")
 
 
 def test_hpa_floor_never_above_hpa_max(fake_kube: FakeKube, kube: Kube) -> None:
