@@ -149,6 +149,16 @@ class ClusterActuator:
     def _dry(self, managed: ManagedTarget) -> bool:
         return self.dry_run_all or managed.settings.dry_run
 
+    def _explain(self, decision: Decision, managed: ManagedTarget) -> str:
+        """The decision in one line; in mode hpa it says what happens to the floor, since the HPA,
+        not us, sets the replicas."""
+        hpa = managed.hpa
+        if managed.settings.mode is not ScaleMode.HPA or hpa is None:
+            return decision.explain()
+        floor = hpa_floor(decision, hpa.original_min, hpa.min_replicas, hpa.max_replicas)
+        moved = f"{hpa.min_replicas}→{floor}" if floor != hpa.min_replicas else f"held at {floor}"
+        return decision.explain(head=f"HPA {hpa.name} floor {moved}")
+
     def apply(self, decision: Decision) -> bool:
         managed = self.targets[decision.ref]
         outcome = self._act(decision, managed)
@@ -170,7 +180,11 @@ class ClusterActuator:
             what = f"replicas {decision.current}→{decision.replicas}"
         if self._dry(managed):
             self.events.emit(
-                ref, EventKind.NORMAL, "DryRun", f"would set {what}: {decision.explain()}", self.now
+                ref,
+                EventKind.NORMAL,
+                "DryRun",
+                f"would set {what}: {self._explain(decision, managed)}",
+                self.now,
             )
             return ActOutcome.DRY_RUN
         if not self.may_act():
@@ -209,9 +223,7 @@ class ClusterActuator:
         except KubeError as error:
             log.warning("cannot set %s on %s: %s", what, ref, error)
             return ActOutcome.UNAVAILABLE
-        hpa_mode = managed.settings.mode is ScaleMode.HPA
-        message = f"set {what}: {decision.explain()}" if hpa_mode else decision.explain()
-        self.events.emit(ref, EventKind.NORMAL, reason, message, self.now)
+        self.events.emit(ref, EventKind.NORMAL, reason, self._explain(decision, managed), self.now)
         return ActOutcome.APPLIED
 
     def record(self, decision: Decision, applied: bool) -> None:
@@ -219,7 +231,7 @@ class ClusterActuator:
         log.info(
             "%s: %s",
             decision.ref,
-            decision.explain(),
+            self._explain(decision, managed),
             extra={
                 "event": "decision",
                 "target": str(decision.ref),
@@ -238,7 +250,8 @@ class ClusterActuator:
             self.footing[decision.ref] = footing
             kind = EventKind.WARNING if footing[0] is Mode.HOLD else EventKind.NORMAL
             reason = {Mode.PREDICTIVE: "Predictive", Mode.REACTIVE: "Reactive", Mode.HOLD: "Holding"}
-            self.events.emit(decision.ref, kind, reason[footing[0]], decision.explain(), self.now)
+            message = self._explain(decision, managed)
+            self.events.emit(decision.ref, kind, reason[footing[0]], message, self.now)
         if self._dry(managed) or self.outcomes.get(decision.ref) in (
             ActOutcome.GONE,
             ActOutcome.FORBIDDEN,

@@ -213,6 +213,9 @@ def test_hpa_mode_raises_the_floor_ahead_and_restores_it(fake_kube: FakeKube, ku
     assert hpa["metadata"]["annotations"]["predictive-autoscaler.io/original-min-replicas"] == "2"
     assert replicas(fake_kube, "web") == 2, "the HPA, not us, scales the Deployment"
     assert [e["reason"] for e in events(fake_kube, "RaisedHPAFloor")] == ["RaisedHPAFloor"]
+    # Mode hpa speaks of the floor: the HPA, not us, sets the replicas.
+    message = events(fake_kube, "RaisedHPAFloor")[0]["message"]
+    assert message.startswith("HPA web floor 2→7: predictive-scale-up"), message
 
     predicted.upper["web"] = 0.4
     tick.tick(NOW + 30)

@@ -147,9 +147,12 @@ class Decision:
     def changed(self) -> bool:
         return self.replicas != self.current
 
-    def explain(self) -> str:
-        """One line a person can read in `kubectl describe` or a log."""
-        head = f"scaled {self.current}→{self.replicas}" if self.changed else f"held at {self.current}"
+    def explain(self, head: str | None = None) -> str:
+        """One line a person can read in `kubectl describe` or a log. `head` replaces what was done
+        ("scaled 2→6", "held at 2") where the replicas are not what moves (mode hpa moves a floor)."""
+        if head is None:
+            done = f"scaled {self.current}→{self.replicas}"
+            head = done if self.changed else f"held at {self.current}"
         why = ", ".join(r.value for r in self.reasons)
         if self.metric is None or self.load is None:
             return f"{head}: {why}"
