@@ -5,7 +5,7 @@ every second, the load-replay process (`tests/loadreplay.py`), which plays the s
 as many pods as the fake API server's Deployment has ready (each ready a few seconds after it was
 asked for). `predictive-autoscaler run --kubeconfig … --prometheus-url …` runs as a subprocess.
 
-The scenario: a ramp from 20 to 80 requests/s (over ten minutes) starts 60 s after the test, at the
+The scenario: a ramp from 20 to 80 requests/s (over ten minutes) starts 90 s after the test, at the
 time of day it started on each of the days before. The controller must scale the Deployment up
 before the ramp arrives and keep enough pods ready as the load climbs. Then Prometheus is stopped:
 the controller must hold (no scale-down, one Holding Event). Then Prometheus comes back and the
@@ -32,7 +32,7 @@ from tests.promserver import PromServer, backfill, free_port, require_binaries
 
 NS, NAME = "shop", "checkout"
 BASE, PEAK = 20.0, 80.0
-RAMP_IN_S = 60.0
+RAMP_IN_S = 90.0
 CLIMB_CHECKED_S = 30  # seconds of the climb checked for capacity, before Prometheus is stopped
 DAY_S = 86_400
 PER_POD = 10  # requests/s one pod should carry: 2 pods at the base, 8 at the peak
@@ -40,7 +40,10 @@ ANNOTATIONS = {
     PREFIX + "enabled": "true",
     PREFIX + "metrics": "requests",
     PREFIX + "target-requests-per-pod": str(PER_POD),
-    PREFIX + "startup-seconds": "5",
+    # Plan 90 s ahead, as for a service slow to start (the replay's pods are ready in 5 s): with a
+    # shorter lead, whether the ramp's first 5-minute bucket is in view before the ramp depends on
+    # where in its bucket the ramp starts, and the test would be at the mercy of the clock.
+    PREFIX + "startup-seconds": "90",
     PREFIX + "max-replicas": "20",
     PREFIX + "confidence": "90",
 }
