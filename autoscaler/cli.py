@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 from autoscaler.backtest import parse_duration
 from autoscaler.model import MetricKind
 from autoscaler.simulate.engine import POLICIES
-from autoscaler.simulate.scenario import ScenarioError, default_scenario
+from autoscaler.simulate.scenario import Scenario, ScenarioError, default_scenario
 from autoscaler.simulate.trace import Trace, TraceError, load_bundled_trace, load_trace
 from forecasting import ForecastError, ModelName, parse_model_names
 
@@ -435,6 +435,20 @@ def _writable(path: Path, flag: str) -> Path:
     return path
 
 
+def _scenario(args: argparse.Namespace, trace: Trace, kind: MetricKind) -> Scenario:
+    """The scenario the `_add_scenario_flags` flags describe, BENCHMARK.md's defaults elsewhere."""
+    return default_scenario(
+        trace,
+        kind,
+        capacity=args.capacity,
+        target_utilization=args.target_utilization,
+        startup_delay_s=args.startup_delay,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        warmup_s=None if args.warmup_days is None else round(args.warmup_days * 86_400),
+    )
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from autoscaler.simulate.report import to_json, to_text
     from autoscaler.simulate.study import run_study
@@ -443,16 +457,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if path is not None:
             _writable(path, flag)
     trace: Trace = load_bundled_trace() if args.trace is None else load_trace(args.trace)
-    scenario = default_scenario(
-        trace,
-        MetricKind(args.kind),
-        capacity=args.capacity,
-        target_utilization=args.target_utilization,
-        startup_delay_s=args.startup_delay,
-        min_replicas=args.min_replicas,
-        max_replicas=args.max_replicas,
-        warmup_s=None if args.warmup_days is None else round(args.warmup_days * 86_400),
-    )
+    scenario = _scenario(args, trace, MetricKind(args.kind))
     bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         study = run_study(trace, scenario, args.policy, args.sweep or (), progress=bar)
@@ -552,16 +557,7 @@ def _backtest_history(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     finally:
         source.close()
-    scenario = default_scenario(
-        load.trace,
-        load.kind,
-        capacity=args.capacity,
-        target_utilization=args.target_utilization,
-        startup_delay_s=args.startup_delay,
-        min_replicas=args.min_replicas,
-        max_replicas=args.max_replicas,
-        warmup_s=None if args.warmup_days is None else round(args.warmup_days * 86_400),
-    )
+    scenario = _scenario(args, load.trace, load.kind)
     bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         report = run_report(load, args.model, args.horizon, args.level, scenario, bar)

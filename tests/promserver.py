@@ -641,47 +641,34 @@ class PromEnv:
         return self.dataset.anchor
 
 
-@pytest.fixture(scope="session")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
-    """A real Prometheus serving `cluster_dataset`, backfilled once per session."""
+def _serve(dataset: Dataset, workdir: Path) -> Iterator[PromEnv]:
+    """Backfill `dataset` in `workdir`, serve it for as long as the caller yields, then stop."""
     require_binaries()
-    # Near the real time so the data sit where a live server's would; tests use only the anchor.
-    anchor = float(int(time.time()) // 3600 * 3600)
-    dataset = cluster_dataset(anchor)
-    tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus"))
-    server = PromServer(tsdb)
+    server = PromServer(backfill(dataset, workdir))
     server.start()
     try:
         yield PromEnv(server, dataset)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
+    """A real Prometheus serving `cluster_dataset`, backfilled once per session."""
+    # Near the real time so the data sit where a live server's would; tests use only the anchor.
+    anchor = float(int(time.time()) // 3600 * 3600)
+    yield from _serve(cluster_dataset(anchor), tmp_path_factory.mktemp("prometheus"))
 
 
 @pytest.fixture(scope="session")
 def prometheus_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
     """A real Prometheus serving `history_dataset`: days of a Deployment's load, for `backtest`."""
-    require_binaries()
     anchor = float(int(time.time()) // 3600 * 3600)
-    dataset = history_dataset(anchor)
-    tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus-history"))
-    server = PromServer(tsdb)
-    server.start()
-    try:
-        yield PromEnv(server, dataset)
-    finally:
-        server.stop()
+    yield from _serve(history_dataset(anchor), tmp_path_factory.mktemp("prometheus-history"))
 
 
 @pytest.fixture(scope="session")
 def prometheus_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromEnv]:
     """A real Prometheus serving `live_dataset`, whose points reach past the wall clock, for tests
     that run `predictive-autoscaler run` as a process (which reads the real time)."""
-    require_binaries()
-    dataset = live_dataset(time.time())
-    tsdb = backfill(dataset, tmp_path_factory.mktemp("prometheus-live"))
-    server = PromServer(tsdb)
-    server.start()
-    try:
-        yield PromEnv(server, dataset)
-    finally:
-        server.stop()
+    yield from _serve(live_dataset(time.time()), tmp_path_factory.mktemp("prometheus-live"))
