@@ -75,7 +75,7 @@ ANNOTATION_DEFAULTS: dict[str, str] = {
     "min-replicas": "1",
     "max-replicas": "100",
     "startup-seconds": "(measured from pod readiness)",
-    "confidence": "80",
+    "confidence": "50",
     "scale-down-stabilization-seconds": "300",
     "requests-metric": "(the controller's --requests-metric)",
 }
@@ -199,7 +199,7 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
     minimum = read.get("min-replicas", _whole(0, MAX_REPLICAS_LIMIT), 1)
     maximum = read.get("max-replicas", _whole(1, MAX_REPLICAS_LIMIT), 100)
     startup = read.get("startup-seconds", _decimal(0, MAX_SECONDS, " s"), None)
-    confidence = read.get("confidence", _decimal(50, 99, " %"), 80.0)
+    confidence = read.get("confidence", _decimal(50, 99, " %"), 50.0)
     stabilization = read.get("scale-down-stabilization-seconds", _decimal(0, MAX_SECONDS, " s"), 300.0)
     selector = read.get("requests-metric", _selector, None)
 

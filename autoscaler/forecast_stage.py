@@ -129,6 +129,7 @@ class _Track:
             checked=len(self._errors),
             scaled_error=error / scale if scale > 0 else None,
             coverage=covered / len(self._errors),
+            relative_error=error / level if level > 0 else None,
         )
 
     def _close(self, bucket: float, value: float, level: float) -> None:

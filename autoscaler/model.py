@@ -96,6 +96,8 @@ class Sample:
 
     value: float
     at: float
+    # The span the value averages over, ending at `at` (a rate's window; 0 for a gauge read at `at`).
+    window_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.value) or self.value < 0:
@@ -121,12 +123,14 @@ class ForecastQuality:
     `checked` counts scored forecasts in the rolling window; `scaled_error` is their mean absolute
     error over that of "no change since the last observation", or over a small share of the load
     where that is larger (below 1 beats "no change"); `coverage` is the share of actuals at or under
-    the upper bound the policy scales for.
+    the upper bound the policy scales for; `relative_error` is their mean absolute error as a share of
+    the mean load (how far off a forecast typically is, whatever "no change" would have done).
     """
 
     checked: int
     scaled_error: float | None
     coverage: float | None
+    relative_error: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +240,7 @@ class TargetConfig:
     # Pod start-up time to plan ahead for; None means measured from the pods themselves.
     startup_s: float | None = None
     # Level of the prediction interval whose upper bound replicas are sized for.
-    confidence: float = 0.8
+    confidence: float = 0.5
     # The request counter for this workload; None means the metrics source's default.
     requests_selector: RequestSelector | None = None
 

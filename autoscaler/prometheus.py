@@ -62,6 +62,15 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 _DURATION = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+")
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def _duration_s(text: str) -> float:
+    """Seconds of a Prometheus duration such as `2m` or `1m30s` (already validated)."""
+    return sum(int(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
+
+
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
 # Prometheus refuses range queries of more than 11 000 points per series.
 _PROMETHEUS_POINT_LIMIT = 11_000
@@ -714,4 +723,6 @@ class PrometheusSource:
             present = upto - lo
             if 1 - present / expected > self.settings.max_missing_share:
                 return None
-        return Sample(float(points.values[upto - 1]), float(last_t))
+        # CPU and requests are rates over the rate window; memory is a gauge read at its time.
+        window = 0.0 if kind is MetricKind.MEMORY else _duration_s(self.settings.rate_window)
+        return Sample(float(points.values[upto - 1]), float(last_t), window)

@@ -131,7 +131,10 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         # floor of an HPA), and knows itself when there is nothing to do.
         applied = stages.actuator.apply(decision)
         memory.histories[ref] = history.after(
-            decision, applied=applied, keep_s=stages.policy.memory_s(target.config)
+            decision,
+            applied=applied,
+            keep_s=stages.policy.memory_s(target.config),
+            load=inputs.load,
         )
         stages.recorder.record(decision, applied)
         decisions.append(decision)

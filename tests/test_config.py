@@ -46,7 +46,7 @@ def test_defaults() -> None:
     assert config.bounds == Bounds(1, 100)
     assert config.target_utilization == pytest.approx(0.7)
     assert config.startup_s is None
-    assert config.confidence == pytest.approx(0.8)
+    assert config.confidence == pytest.approx(0.5)
     assert config.scale_down_stabilization_s == 300.0
     assert config.requests_selector is None
 

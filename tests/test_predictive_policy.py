@@ -1,9 +1,10 @@
 """The predictive policy on hand-built inputs, one named case per reason path: predictive scale-up
-ahead of a ramp; a forecast holding pods the reactive part would drop; held by stabilization;
-clamped by bounds; fallback for no forecast, short history, poor accuracy and a stale forecast;
-rejection with hysteresis and re-arm; hold on missing metrics; no memory scale-down on a forecast; no
-scale-down during a rollout; the lead time from configured, measured or default start-up; and the
-one-line explanation."""
+ahead of a ramp, from the forecast or from the rise the samples show; a forecast holding pods the
+reactive part would drop, and releasing them when it drops; held by stabilization; clamped by
+bounds; fallback for no forecast, short history, poor accuracy (error, error as a share of the load,
+coverage against the interval's level) and a stale forecast; rejection with hysteresis and re-arm;
+hold on missing metrics; no memory scale-down on a forecast; no scale-down during a rollout; the
+lead time from configured, measured or default start-up; and the one-line explanation."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from autoscaler.model import (
     WorkloadState,
 )
 from autoscaler.policy import DecisionHistory, Mode, PolicyInputs, PredictivePolicy, Reason
-from autoscaler.policy.decision import Recommendation
+from autoscaler.policy.decision import Observation, Recommendation
 
 NOW = 2_000_000.0
 REF = TargetRef("shop", "web")
@@ -40,12 +41,13 @@ def forecast(
     kind: MetricKind = R,
     start: float = NOW - 200,
     step: float = 300.0,
+    level: float = 0.8,
 ) -> LoadForecast:
     """Buckets of `step` seconds from `start` (by default the current bucket began 200 s ago, so
     the first two overlap the default 150 s lead); means a little below the uppers."""
     times = tuple(start + i * step for i in range(len(uppers)))
     return LoadForecast(kind, start, step, times, tuple(u * 0.8 for u in uppers), tuple(uppers),
-                        0.8, quality)  # fmt: skip
+                        level, quality)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Case:
     want_untrusted: frozenset[MetricKind] = frozenset()
     rollout: bool = False
     kind: MetricKind = R
+    # (seconds before the current sample, value) of the samples earlier ticks saw.
+    seen: tuple[tuple[float, float], ...] = ()
 
 
 def decide(case: Case) -> tuple[int, tuple[Reason, ...], Mode, frozenset[MetricKind]]:
@@ -79,7 +83,10 @@ def decide(case: Case) -> tuple[int, tuple[Reason, ...], Mode, frozenset[MetricK
         load = LoadSnapshot(requests=None if case.load is None else Sample(case.load, NOW - 30))
         forecasts = Forecasts(requests=case.fc)
     history = DecisionHistory(
-        tuple(Recommendation(NOW - ago, n) for ago, n in case.recs), (), case.untrusted
+        tuple(Recommendation(NOW - ago, n) for ago, n in case.recs),
+        (),
+        case.untrusted,
+        tuple(Observation(NOW - 30 - ago, case.kind, v) for ago, v in case.seen),
     )
     d = PredictivePolicy().decide(PolicyInputs(Target(state, config), load, history, NOW, forecasts))
     return d.replicas, d.reasons, d.mode, d.untrusted
@@ -105,6 +112,22 @@ CASES = [
             recs=((120, 10),),
         ),
         id="scale-down-held-by-stabilization",
+    ),
+    pytest.param(
+        Case(5.0, 10, forecast([5.0, 5.0]), 5, (Reason.SCALE_DOWN,), Mode.PREDICTIVE, recs=((200, 10),)),
+        id="trusted-forecast-shortens-the-window-to-the-lead",
+    ),
+    pytest.param(
+        Case(
+            5.0,
+            10,
+            None,
+            10,
+            (Reason.SCALE_DOWN, Reason.FALLBACK_NO_FORECAST, Reason.HELD_BY_STABILIZATION),
+            Mode.REACTIVE,
+            recs=((200, 10),),
+        ),
+        id="without-a-forecast-the-full-window-holds",
     ),
     pytest.param(
         Case(
@@ -172,7 +195,70 @@ CASES = [
         Case(
             4.0,
             4,
-            forecast([9.0, 9.0], ForecastQuality(48, 1.1, 0.9)),
+            forecast([9.0, 9.0], ForecastQuality(48, 0.8, 0.9, relative_error=0.4)),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_POOR_ACCURACY),
+            Mode.REACTIVE,
+            want_untrusted=frozenset({R}),
+        ),
+        id="fallback-poor-accuracy-relative-error",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([4.0, 4.0]),
+            6,
+            (Reason.PREDICTIVE_SCALE_UP,),
+            Mode.PREDICTIVE,
+            # 3.4 → 4.0 over the last 60 s: 0.01/s, carried on from the 4.0 sample (30 s old) to the
+            # end of the 150 s lead → 5.8.
+            seen=((60, 3.4), (30, 3.7)),
+        ),
+        id="predictive-scale-up-on-a-rising-trend",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([4.0, 4.0]),
+            4,
+            (Reason.WITHIN_TOLERANCE,),
+            Mode.PREDICTIVE,
+            seen=((60, 4.6), (30, 4.3)),
+        ),
+        id="falling-load-has-no-trend",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([4.0, 4.0], ForecastQuality(48, 1.6, 0.9)),
+            4,
+            (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_POOR_ACCURACY),
+            Mode.REACTIVE,
+            want_untrusted=frozenset({R}),
+            seen=((60, 3.4), (30, 3.7)),
+        ),
+        id="no-trend-while-the-forecast-is-rejected",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            10,
+            forecast([4.0, 4.0]),
+            4,
+            (Reason.SCALE_DOWN,),
+            Mode.PREDICTIVE,
+            recs=((240, 4), (120, 4)),
+        ),
+        id="forecast-lift-released-when-the-forecast-drops",
+    ),
+    pytest.param(
+        Case(
+            4.0,
+            4,
+            forecast([9.0, 9.0], ForecastQuality(48, 1.2, 0.9)),
             4,
             (Reason.WITHIN_TOLERANCE, Reason.FALLBACK_POOR_ACCURACY),
             Mode.REACTIVE,
@@ -287,8 +373,27 @@ def test_explanation_shows_forecast_and_lead() -> None:
     )  # fmt: skip
     line = PredictivePolicy().decide(inputs).explain()
     assert line == (
-        "scaled 4→7: predictive-scale-up; requests load 200 at 50/pod, proposal 7; "
+        "scaled 4→7: predictive-scale-up; requests load 200 at 50/pod; "
         "forecast requests 80% ≤ 340 within 150s lead → 7, reactive 4"
+    )
+
+
+def test_explanation_shows_the_rise_and_where_a_rate_window_puts_it() -> None:
+    # A 120 s rate describes the minute before its time stamp: the rise is carried from there.
+    config = TargetConfig(
+        metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=50.0, target_utilization=1.0
+    )
+    history = DecisionHistory(seen=(Observation(NOW - 90, R, 170.0),))
+    inputs = PolicyInputs(
+        Target(WorkloadState(REF, 4, 4), config),
+        LoadSnapshot(requests=Sample(200.0, NOW - 30, window_s=120.0)), history, NOW,
+        Forecasts(requests=forecast([210.0, 220.0])),
+    )  # fmt: skip
+    decision = PredictivePolicy().decide(inputs)
+    assert decision.trend_load == pytest.approx(200.0 + 0.5 * 240)
+    assert decision.explain() == (
+        "scaled 4→7: predictive-scale-up; requests load 200 at 50/pod; "
+        "forecast requests 80% ≤ 220, rising to 320 within 150s lead → 7, reactive 4"
     )
 
 
@@ -304,3 +409,41 @@ def test_forecast_upper_bound_is_sized_at_full_capacity() -> None:
     )  # fmt: skip
     d = PredictivePolicy().decide(inputs)
     assert (d.reactive_replicas, d.predictive_replicas, d.replicas) == (6, 7, 7)
+
+
+@pytest.mark.parametrize(
+    ("level", "coverage", "trusted"),
+    [
+        pytest.param(0.5, 0.5, True, id="50pct-interval-covering-half-is-near-its-75pct-promise"),
+        pytest.param(0.8, 0.5, False, id="80pct-interval-covering-half-breaks-its-90pct-promise"),
+        pytest.param(0.8, 0.65, True, id="80pct-interval-a-little-short-is-kept"),
+    ],
+)
+def test_coverage_is_judged_against_the_level(level: float, coverage: float, trusted: bool) -> None:
+    fc = forecast([4.2, 7.5], ForecastQuality(48, 0.8, coverage), level=level)
+    replicas, reasons, mode, _ = decide(Case(4.0, 4, fc, 0, (), Mode.PREDICTIVE))
+    assert (mode is Mode.PREDICTIVE) == trusted
+    assert (Reason.FALLBACK_POOR_ACCURACY in reasons) == (not trusted)
+    assert replicas == (8 if trusted else 4)
+
+
+def test_history_keeps_each_sample_once_and_forgets_old_ones() -> None:
+    history = DecisionHistory()
+    for tick in range(12):
+        now = NOW + 15 * tick
+        # A source that scrapes every 30 s hands out each sample on two ticks.
+        sample = Sample(1.0 + tick // 2, NOW - 30 + 30 * (tick // 2))
+        decision = PredictivePolicy().decide(
+            PolicyInputs(
+                Target(
+                    WorkloadState(REF, 4, 4),
+                    TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=1.0),
+                ),
+                LoadSnapshot(requests=sample),
+                history,
+                now,
+            )
+        )
+        history = history.after(decision, applied=True, keep_s=100.0, load=LoadSnapshot(requests=sample))
+    # Six distinct samples were handed out; the last tick (now + 165 s) keeps the last 100 s.
+    assert [(o.at - NOW, o.value) for o in history.seen] == [(90.0, 5.0), (120.0, 6.0)]

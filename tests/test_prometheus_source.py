@@ -152,6 +152,8 @@ def test_latest_value_matches_the_data(
     sample = observed[1][ref].get(kind)
     assert sample is not None
     assert sample.at == prometheus.anchor
+    # Rates average over the 2m window ending at `at` (the policy's trend starts from its middle).
+    assert sample.window_s == (0.0 if kind is MetricKind.MEMORY else 120.0)
     expected = prometheus.dataset.expected(ref, kind, prometheus.anchor, WINDOW)
     assert expected is not None
     assert close_to(sample.value, expected), (sample.value, expected)

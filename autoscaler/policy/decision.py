@@ -14,6 +14,7 @@ __all__ = [
     "Decision",
     "DecisionHistory",
     "Mode",
+    "Observation",
     "Policy",
     "PolicyInputs",
     "Reason",
@@ -68,7 +69,16 @@ class ScaleEvent:
     delta: int
 
 
-Entry = TypeVar("Entry", Recommendation, ScaleEvent)
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A load sample the policy was given; the recent ones show which way the load is moving."""
+
+    at: float
+    kind: MetricKind
+    value: float
+
+
+Entry = TypeVar("Entry", Recommendation, ScaleEvent, Observation)
 
 
 def _unexpired(entries: tuple[Entry, ...], cutoff: float) -> tuple[Entry, ...]:
@@ -85,17 +95,39 @@ class DecisionHistory:
     scale_events: tuple[ScaleEvent, ...] = ()
     # Metrics whose forecasts the trust gate currently rejects (it re-arms with hysteresis).
     untrusted: frozenset[MetricKind] = frozenset()
+    # The samples earlier decisions were made from, oldest first, each sample once.
+    seen: tuple[Observation, ...] = ()
 
-    def after(self, decision: Decision, *, applied: bool, keep_s: float) -> DecisionHistory:
-        """The history with this decision added and anything older than `keep_s` dropped, so it
-        stays bounded however long the controller runs."""
+    def after(
+        self,
+        decision: Decision,
+        *,
+        applied: bool,
+        keep_s: float,
+        load: LoadSnapshot | None = None,
+    ) -> DecisionHistory:
+        """The history with this decision (and the samples it was made from) added and anything
+        older than `keep_s` dropped, so it stays bounded however long the controller runs."""
         now = decision.at
         cutoff = now - keep_s
         recs = (*_unexpired(self.recommendations, cutoff), Recommendation(now, decision.recommendation))
         events = _unexpired(self.scale_events, cutoff)
         if applied and decision.replicas != decision.current:
             events += (ScaleEvent(now, decision.replicas - decision.current),)
-        return DecisionHistory(recs, events, decision.untrusted)
+        seen = _unexpired(self.seen, cutoff)
+        for kind in MetricKind:
+            sample = None if load is None else load.get(kind)
+            last = self.latest_seen(kind)
+            # A source may hand out the same sample on several ticks; it is one observation.
+            if sample is not None and (last is None or sample.at > last.at):
+                seen += (Observation(sample.at, kind, sample.value),)
+        return DecisionHistory(recs, events, decision.untrusted, seen)
+
+    def latest_seen(self, kind: MetricKind) -> Observation | None:
+        for observation in reversed(self.seen):
+            if observation.kind is kind:
+                return observation
+        return None
 
     def replicas_changed_since(self, since: float) -> tuple[int, int]:
         """(added, removed) over the events strictly after `since`."""
@@ -140,6 +172,8 @@ class Decision:
     forecast_metric: MetricKind | None = None
     forecast_peak: float | None = None
     forecast_level: float | None = None
+    # The load extrapolated along its current rise to the end of the lead, where that drove replicas.
+    trend_load: float | None = None
     lead_s: float | None = None
     untrusted: frozenset[MetricKind] = frozenset()
 
@@ -159,15 +193,15 @@ class Decision:
         basis = f"{self.metric.value} load {self.load:.4g}"
         if self.per_pod_target is not None:
             basis += f" at {self.per_pod_target:.4g}/pod"
-        line = f"{head}: {why}; {basis}, proposal {self.recommendation}"
-        if self.forecast_peak is not None and self.forecast_metric is not None:
-            level = f"{self.forecast_level:.0%} ≤ " if self.forecast_level is not None else ""
-            line += (
-                f"; forecast {self.forecast_metric.value} {level}{self.forecast_peak:.4g} "
-                f"within {self.lead_s:.0f}s lead → {self.predictive_replicas}, "
-                f"reactive {self.reactive_replicas}"
-            )
-        return line
+        if self.forecast_peak is None or self.forecast_metric is None:
+            return f"{head}: {why}; {basis}, proposal {self.recommendation}"
+        level = f"{self.forecast_level:.0%} ≤ " if self.forecast_level is not None else ""
+        rising = "" if self.trend_load is None else f", rising to {self.trend_load:.4g}"
+        return (
+            f"{head}: {why}; {basis}; forecast {self.forecast_metric.value} {level}"
+            f"{self.forecast_peak:.4g}{rising} within {self.lead_s:.0f}s lead → "
+            f"{self.predictive_replicas}, reactive {self.reactive_replicas}"
+        )
 
 
 class Policy(Protocol):

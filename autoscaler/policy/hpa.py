@@ -38,6 +38,7 @@ __all__ = [
     "ReactiveProposal",
     "RuleKind",
     "ScalingRule",
+    "limit_change",
     "normalize",
     "propose_for_metric",
     "reactive_proposal",
@@ -160,21 +161,34 @@ def normalize(
     stabilized = min(max(current, up_floor), down_ceiling)
     if stabilized != proposal:
         reasons.append(Reason.HELD_BY_STABILIZATION)
+    final, limits = limit_change(stabilized, current, config, behavior, history, now)
+    return final, (*reasons, *limits)
 
+
+def limit_change(
+    wanted: int,
+    current: int,
+    config: TargetConfig,
+    behavior: HpaBehavior,
+    history: DecisionHistory,
+    now: float,
+) -> tuple[int, tuple[Reason, ...]]:
+    """Rate limits and min/max bounds applied to a count that is already stabilized; returns the
+    final count and the guard that changed it, if one did."""
     bounds = config.bounds
-    if stabilized > current:
+    if wanted > current:
         limit = _limit(behavior.scale_up_rules, current, history, now, up=True)
-        final = max(bounds.minimum, min(stabilized, bounds.maximum, limit))
-    elif stabilized < current:
+        final = max(bounds.minimum, min(wanted, bounds.maximum, limit))
+    elif wanted < current:
         limit = _limit(behavior.scale_down_rules, current, history, now, up=False)
-        final = min(bounds.maximum, max(stabilized, bounds.minimum, limit))
+        final = min(bounds.maximum, max(wanted, bounds.minimum, limit))
     else:
-        final = bounds.clamp(stabilized)
-    if final < stabilized:
-        reasons.append(Reason.CLAMPED_TO_MAX if final == bounds.maximum else Reason.RATE_LIMITED)
-    elif final > stabilized:
-        reasons.append(Reason.CLAMPED_TO_MIN if final == bounds.minimum else Reason.RATE_LIMITED)
-    return final, tuple(reasons)
+        final = bounds.clamp(wanted)
+    if final < wanted:
+        return final, (Reason.CLAMPED_TO_MAX if final == bounds.maximum else Reason.RATE_LIMITED,)
+    if final > wanted:
+        return final, (Reason.CLAMPED_TO_MIN if final == bounds.minimum else Reason.RATE_LIMITED,)
+    return final, ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,56 +1,84 @@
-"""The predictive policy: replicas that carry the forecast load when new pods would be ready, never
+"""The predictive policy: replicas that carry the load expected when new pods would be ready, never
 fewer than the HPA would run now, and the HPA alone whenever the forecast cannot be trusted.
 
-- Predictive part, per metric: the highest upper bound of the prediction interval over
-  `[now, now + lead]`, divided by what one pod can carry at full capacity (its target divided by the
-  target utilization). The interval already is the safety margin: dividing its upper bound by the
-  target utilization as well counts the margin twice, which measured +27 % pod-hours over the HPA on
-  NASA July for no gain in service a cheaper setting could not also buy. The lead is the pod start-up
-  time (configured, else measured from recent pods, else a default) plus one tick, because a pod
-  created now serves only from then on.
-- Reactive part: the HPA's proposal on current load (`reactive_proposal`). The final proposal is the
-  larger of the two, so a forecast can add pods ahead of load but can never remove pods the current
-  load needs; in particular no metric (memory included) is ever scaled down on a forecast alone.
-- Trust gate, per metric: a forecast is used only once enough of its predecessors have been scored
-  and their error and coverage are acceptable; once rejected it is re-armed only past stricter
-  thresholds (hysteresis), so the policy does not flap between modes.
-- Guards, as the HPA: scale-down stabilization over the recorded proposals (which include the
-  forecast, so the window also covers what is coming), rate limits, min/max bounds; plus a hold on
-  missing metrics and no scale-down during a rollout.
+- Predictive part, per metric, sized at full pod capacity (its target divided by the target
+  utilization: the margin is already in what is sized, counting it twice measured +27 % pod-hours
+  over the HPA on NASA July for no gain a cheaper setting could not also buy), the larger of:
+  - the forecast: the highest upper bound of the prediction interval over the lead (and half a
+    bucket more, see `_predict`);
+  - the trend: the latest sample carried along the rise of the last `trend_window_s` of samples to
+    the end of the lead. A 5-minute forecast made when its bucket began cannot see a ramp that
+    starts inside the bucket; the samples can. Measured on NASA July (cost at the service-level
+    objective, `simulate --sweep`): 1.222 × oracle with the forecast alone at 80 %, 1.177 with the
+    trend at the 50 % default, 1.163 with the forecast's mean (the trend alone: 1.177).
+  The lead is the pod start-up time (configured, else measured from recent pods, else a default)
+  plus one tick, because a pod created now serves only from then on.
+- Reactive part: the HPA's proposal on current load (`reactive_proposal`) with the HPA's
+  scale-down stabilization; while a forecast is trusted the window is shortened to the lead, which
+  the forecast covers. The predictive part only lifts replicas above it, so a forecast can add pods
+  ahead of load but never remove pods the current load needs: in particular no metric (memory
+  included) is ever scaled down on a forecast alone. The lift is not held by the look-back window:
+  it already looks ahead over the lead, and holding it for 5 more minutes cost 2-4 % pod-hours at
+  equal service on the NASA months.
+- Trust gate, per metric: the forecast and the trend are used only once enough forecasts have been
+  scored and their error (against "no change", and as a share of the load) and the coverage of their
+  upper bound are acceptable; once rejected, a metric is re-armed only past stricter thresholds
+  (hysteresis), so the policy does not flap between modes.
+- Guards, as the HPA: rate limits and min/max bounds on the lift too; a hold on missing metrics and
+  no scale-down during a rollout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from autoscaler.model import ForecastQuality, LoadForecast, MetricKind, TargetConfig
 from autoscaler.policy.decision import Decision, Mode, PolicyInputs, Reason
-from autoscaler.policy.hpa import DEFAULT_BEHAVIOR, HpaBehavior, normalize, reactive_proposal
+from autoscaler.policy.hpa import (
+    DEFAULT_BEHAVIOR,
+    HpaBehavior,
+    limit_change,
+    normalize,
+    reactive_proposal,
+)
 
 __all__ = ["PredictivePolicy", "TrustRules"]
 
 
 @dataclass(frozen=True, slots=True)
 class TrustRules:
-    """When a metric's forecasts may drive replicas. Errors are scaled by the error of "no change"
-    over the same horizon; coverage is the share of actuals at or under the upper bound."""
+    """When a metric's forecasts may drive replicas. `scaled_error` is the error over that of "no
+    change" over the same horizon, `relative_error` the error as a share of the load; coverage is the
+    share of actuals at or under the upper bound, judged against what the interval's level promises
+    (90 % for an 80 % interval, 75 % for a 50 % one)."""
 
     min_checks: int = 12
     reject_error: float = 1.3
-    rearm_error: float = 1.0
-    reject_coverage: float = 0.6
-    rearm_coverage: float = 0.7
+    rearm_error: float = 1.15
+    # A forecast off by a third of the load on average sizes replicas for noise: on the spiky AWS
+    # ELB trace (0.32-0.69 over 4-hour windows) it cost +37 % pod-hours over the HPA; the NASA
+    # months, where forecasts pay, stay at 0.06-0.25.
+    reject_relative_error: float = 0.35
+    rearm_relative_error: float = 0.3
+    # Below what the level promises by this much, the upper bound is not the bound it claims to be.
+    reject_coverage_shortfall: float = 0.3
+    rearm_coverage_shortfall: float = 0.2
 
-    def verdict(self, quality: ForecastQuality, rejected_before: bool) -> Reason | None:
+    def verdict(self, quality: ForecastQuality, level: float, rejected_before: bool) -> Reason | None:
         """None when the forecast may be used, else the fallback reason."""
         if quality.checked < self.min_checks:
             return Reason.FALLBACK_SHORT_HISTORY
         error_limit = self.rearm_error if rejected_before else self.reject_error
-        coverage_floor = self.rearm_coverage if rejected_before else self.reject_coverage
+        relative_limit = self.rearm_relative_error if rejected_before else self.reject_relative_error
+        shortfall = self.rearm_coverage_shortfall if rejected_before else self.reject_coverage_shortfall
+        promised = (1.0 + level) / 2.0
         if quality.scaled_error is not None and quality.scaled_error > error_limit:
             return Reason.FALLBACK_POOR_ACCURACY
-        if quality.coverage is not None and quality.coverage < coverage_floor:
+        if quality.relative_error is not None and quality.relative_error > relative_limit:
+            return Reason.FALLBACK_POOR_ACCURACY
+        if quality.coverage is not None and quality.coverage < promised - shortfall:
             return Reason.FALLBACK_POOR_ACCURACY
         return None
 
@@ -64,6 +92,7 @@ class _Prediction:
     kind: MetricKind
     peak: float
     level: float
+    trend: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +102,16 @@ class PredictivePolicy:
     interval_s: float = 30.0
     # Start-up assumed until one is configured or measured: long enough for a typical service.
     default_startup_s: float = 120.0
+    # Samples over which a rise is measured: long enough to span a few scrapes, short enough to see a
+    # ramp within its first minute.
+    trend_window_s: float = 60.0
 
     @property
     def name(self) -> str:
         return "predictive"
 
     def memory_s(self, config: TargetConfig) -> float:
-        return self.behavior.memory_s(config)
+        return max(self.behavior.memory_s(config), self.trend_window_s)
 
     def lead_s(self, inputs: PolicyInputs) -> float:
         configured = inputs.target.config.startup_s
@@ -112,7 +144,7 @@ class PredictivePolicy:
                     fallbacks.append(Reason.FALLBACK_NO_FORECAST)
                     continue
                 capacity = per_pod / config.target_utilization
-                prediction, fallback = self._predict(forecast, capacity, now, lead, kind in untrusted)
+                prediction, fallback = self._predict(inputs, forecast, capacity, lead, kind in untrusted)
                 if fallback is Reason.FALLBACK_POOR_ACCURACY:
                     untrusted.add(kind)
                 elif fallback is None:
@@ -122,17 +154,27 @@ class PredictivePolicy:
                 elif best is None or prediction.replicas > best.replicas:
                     best = prediction
 
-        proposal = reactive.replicas
+        # The reactive part goes through the HPA's stabilization; the predictive part lifts the
+        # result (see the module docstring for why the lift has no look-back window).
+        stabilizing = config
+        if best is not None and config.scale_down_stabilization_s > lead:
+            # A trusted forecast already covers the lead: looking back longer than it looks ahead
+            # only keeps pods for load that is gone (NASA July: 1.186 × oracle at the service-level
+            # objective instead of 1.202, and 2 % fewer pod-hours than the HPA at u* = 0.7).
+            stabilizing = dataclasses.replace(config, scale_down_stabilization_s=lead)
+        final, guards = normalize(
+            reactive.replicas, current, stabilizing, self.behavior, inputs.history, now
+        )
         first = reactive.reason
         mode = Mode.HOLD if reactive.holding else Mode.REACTIVE
         if best is not None:
             mode = Mode.PREDICTIVE
-            if best.replicas > max(reactive.replicas, current):
-                proposal, first = best.replicas, Reason.PREDICTIVE_SCALE_UP
-            elif best.replicas > reactive.replicas:
-                proposal, first = best.replicas, Reason.FORECAST_HOLDS
-
-        final, guards = normalize(proposal, current, config, self.behavior, inputs.history, now)
+            if best.replicas > final:
+                first = Reason.PREDICTIVE_SCALE_UP if best.replicas > current else Reason.FORECAST_HOLDS
+                lifted, guards = limit_change(
+                    best.replicas, current, config, self.behavior, inputs.history, now
+                )
+                final = max(final, lifted)
         reasons = [first, *dict.fromkeys(fallbacks), *guards]
         if state.rollout_in_progress and final < current:
             final = current
@@ -142,7 +184,8 @@ class PredictivePolicy:
             at=now,
             current=current,
             replicas=final,
-            recommendation=proposal,
+            # The window of the reactive part looks back over the reactive proposals only.
+            recommendation=reactive.replicas,
             reasons=tuple(reasons),
             metric=reactive.metric,
             load=reactive.load,
@@ -153,20 +196,47 @@ class PredictivePolicy:
             forecast_metric=None if best is None else best.kind,
             forecast_peak=None if best is None else best.peak,
             forecast_level=None if best is None else best.level,
+            trend_load=None if best is None else best.trend,
             lead_s=lead,
             untrusted=frozenset(untrusted),
         )
 
     def _predict(
-        self, forecast: LoadForecast, capacity: float, now: float, lead: float, rejected: bool
+        self,
+        inputs: PolicyInputs,
+        forecast: LoadForecast,
+        capacity: float,
+        lead: float,
+        rejected: bool,
     ) -> tuple[_Prediction | None, Reason | None]:
-        verdict = self.trust.verdict(forecast.quality, rejected)
+        verdict = self.trust.verdict(forecast.quality, forecast.level, rejected)
         if verdict is not None:
             return None, verdict
+        now = inputs.now
         # A bucket's forecast is its mean: on a rise the load at the end of the lead is above its
         # bucket's mean, so half a bucket more brings in the next bucket that bounds it.
         peak = forecast.peak_upper(now, now + lead + forecast.step_s / 2)
         if peak is None:
             return None, Reason.FALLBACK_STALE_FORECAST
-        replicas = math.ceil(peak / capacity - 1e-9)
-        return _Prediction(replicas, forecast.kind, peak, forecast.level), None
+        trend = self._trend(inputs, forecast.kind, now + lead)
+        load = peak if trend is None else max(peak, trend)
+        replicas = math.ceil(load / capacity - 1e-9)
+        return _Prediction(replicas, forecast.kind, peak, forecast.level, trend), None
+
+    def _trend(self, inputs: PolicyInputs, kind: MetricKind, until: float) -> float | None:
+        """The latest sample carried along its rise over the trend window to `until`; None when the
+        load is not rising or the samples span too little time to tell."""
+        sample = inputs.load.get(kind)
+        if sample is None:
+            return None
+        first = None
+        for seen in inputs.history.seen:
+            if seen.kind is kind and sample.at - self.trend_window_s <= seen.at < sample.at:
+                first = seen
+                break
+        if first is None or sample.at - first.at < self.trend_window_s / 2:
+            return None
+        slope = (sample.value - first.value) / (sample.at - first.at)
+        if slope <= 0:
+            return None
+        return sample.value + slope * (until - (sample.at - sample.window_s / 2))

@@ -105,6 +105,7 @@ class SimMetrics:
         self._window = scenario.metric_window_s // scenario.step_s
         self._lag = scenario.metric_lag_s // scenario.step_s
         self._lag_s = float(scenario.metric_lag_s)
+        self._window_s = float(scenario.metric_window_s)
         self._signal = signal
         self.step = 0
         self._seen: tuple[int, float | None] = (-1, None)
@@ -129,7 +130,7 @@ class SimMetrics:
         value = self.latest()
         if value is None:
             return {}
-        sample = Sample(value, now - self._lag_s)
+        sample = Sample(value, now - self._lag_s, self._window_s)
         if self._kind is MetricKind.CPU:
             return {self._ref: LoadSnapshot(cpu=sample)}
         return {self._ref: LoadSnapshot(requests=sample)}
