@@ -97,6 +97,11 @@ class Telemetry:
             "Rolling mean absolute forecast error over that of 'no change' (below 1 beats it)",
             per_kind,
         )
+        self.forecast_relative_error = gauge(
+            "forecast_relative_error",
+            "Rolling mean absolute forecast error as a share of the mean load",
+            per_kind,
+        )
         self.forecast_coverage = gauge(
             "forecast_coverage",
             "Rolling share of actuals at or under the forecast's upper bound",
@@ -267,6 +272,7 @@ class Telemetry:
                 put(self.forecast_lower, lower, kind.value)
                 put(self.forecast_upper, upper, kind.value)
             put(self.forecast_error, forecast.quality.scaled_error, kind.value)
+            put(self.forecast_relative_error, forecast.quality.relative_error, kind.value)
             put(self.forecast_coverage, forecast.quality.coverage, kind.value)
         replicas = {
             ReplicaSource.CURRENT: decision.current,

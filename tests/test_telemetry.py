@@ -97,7 +97,7 @@ def forecast() -> LoadForecast:
         mean=(1.6, 1.8),
         upper=(1.9, 2.2),
         level=0.8,
-        quality=ForecastQuality(checked=20, scaled_error=0.7, coverage=0.85),
+        quality=ForecastQuality(checked=20, scaled_error=0.7, coverage=0.85, relative_error=0.12),
         lower=(1.3, 1.4),
     )
 
@@ -145,6 +145,7 @@ def test_a_decision_exports_the_target_series() -> None:
     assert value(t, p + "forecast_upper", **web(kind="cpu")) == 1.9
     assert value(t, p + "forecast_error", **web(kind="cpu")) == 0.7
     assert value(t, p + "forecast_coverage", **web(kind="cpu")) == 0.85
+    assert value(t, p + "forecast_relative_error", **web(kind="cpu")) == 0.12
     assert value(t, p + "replicas", **web(source="current")) == 2
     assert value(t, p + "replicas", **web(source="reactive")) == 3
     assert value(t, p + "replicas", **web(source="predictive")) == 4
