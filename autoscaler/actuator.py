@@ -96,6 +96,8 @@ def _forecast_fields(decision: Decision) -> dict[str, object] | None:
         "metric": decision.forecast_metric.value,
         "peak": round(decision.forecast_peak, 6),
         "level": decision.forecast_level,
+        # The load the recent rise reaches by the end of the lead, where that drove the replicas.
+        "risingTo": None if decision.trend_load is None else round(decision.trend_load, 6),
         "leadSeconds": decision.lead_s,
     }
 

@@ -8,10 +8,12 @@ lead time from configured, measured or default start-up; and the one-line explan
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
 
+from autoscaler.actuator import status_json
 from autoscaler.model import (
     Bounds,
     ForecastQuality,
@@ -391,6 +393,10 @@ def test_explanation_shows_the_rise_and_where_a_rate_window_puts_it() -> None:
     )  # fmt: skip
     decision = PredictivePolicy().decide(inputs)
     assert decision.trend_load == pytest.approx(200.0 + 0.5 * 240)
+    # The status annotation carries the same figures as the line.
+    shown = json.loads(status_json(decision, dry_run=False))["forecast"]
+    assert shown == {"metric": "requests", "peak": 220.0, "level": 0.8, "risingTo": 320.0,
+                        "leadSeconds": 150.0}  # fmt: skip
     assert decision.explain() == (
         "scaled 4→7: predictive-scale-up; requests load 200 at 50/pod; "
         "forecast requests 80% ≤ 220, rising to 320 within 150s lead → 7, reactive 4"
