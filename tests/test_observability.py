@@ -215,7 +215,9 @@ def test_dashboards_and_alerts_read_what_the_controller_exports(
 
     for rule in alert_rules():
         fired = prom.results(rule.expr)
-        assert not fired, f"{rule.name} fires on a healthy controller: {fired}"
+        assert not fired, f"{rule.name} fires on a healthy controller: {fired}" + "".join(
+            running.log_lines[-8:]
+        )
         for metric in sorted(set(re.findall(r"\b(predictive_autoscaler_\w+|up)\b", rule.expr))):
             if metric in RARE_METRICS:
                 continue

@@ -418,15 +418,22 @@ def test_forecast_upper_bound_is_sized_at_full_capacity() -> None:
 
 
 @pytest.mark.parametrize(
-    ("level", "coverage", "trusted"),
+    ("level", "coverage", "trusted", "relative_error"),
     [
-        pytest.param(0.5, 0.5, True, id="50pct-interval-covering-half-is-near-its-75pct-promise"),
-        pytest.param(0.8, 0.5, False, id="80pct-interval-covering-half-breaks-its-90pct-promise"),
-        pytest.param(0.8, 0.65, True, id="80pct-interval-a-little-short-is-kept"),
+        pytest.param(0.5, 0.5, True, None, id="50pct-interval-covering-half-is-near-its-75pct-promise"),
+        pytest.param(0.8, 0.5, False, None, id="80pct-interval-covering-half-breaks-its-90pct-promise"),
+        pytest.param(0.8, 0.65, True, None, id="80pct-interval-a-little-short-is-kept"),
+        pytest.param(
+            0.5, 0.1, True, 0.01, id="forecast-within-1pct-of-the-load-is-kept-whatever-its-coverage"
+        ),
+        pytest.param(0.5, 0.1, False, 0.08, id="forecast-8pct-off-with-poor-coverage-is-rejected"),
     ],
 )
-def test_coverage_is_judged_against_the_level(level: float, coverage: float, trusted: bool) -> None:
-    fc = forecast([4.2, 7.5], ForecastQuality(48, 0.8, coverage), level=level)
+def test_coverage_is_judged_against_the_level(
+    level: float, coverage: float, trusted: bool, relative_error: float | None
+) -> None:
+    quality = ForecastQuality(48, 0.8, coverage, relative_error)
+    fc = forecast([4.2, 7.5], quality, level=level)
     replicas, reasons, mode, _ = decide(Case(4.0, 4, fc, 0, (), Mode.PREDICTIVE))
     assert (mode is Mode.PREDICTIVE) == trusted
     assert (Reason.FALLBACK_POOR_ACCURACY in reasons) == (not trusted)

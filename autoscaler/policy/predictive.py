@@ -65,6 +65,10 @@ class TrustRules:
     # Below what the level promises by this much, the upper bound is not the bound it claims to be.
     reject_coverage_shortfall: float = 0.3
     rearm_coverage_shortfall: float = 0.2
+    # Misses smaller than this share of the load are noise: a forecast this close cannot leave pods
+    # short whatever its coverage (on smooth load the intervals are nearly zero wide and cover
+    # little, which rejected a forecast off by 1 % of the load).
+    coverage_matters_above: float = 0.05
 
     def verdict(self, quality: ForecastQuality, level: float, rejected_before: bool) -> Reason | None:
         """None when the forecast may be used, else the fallback reason."""
@@ -78,7 +82,10 @@ class TrustRules:
             return Reason.FALLBACK_POOR_ACCURACY
         if quality.relative_error is not None and quality.relative_error > relative_limit:
             return Reason.FALLBACK_POOR_ACCURACY
-        if quality.coverage is not None and quality.coverage < promised - shortfall:
+        close = (
+            quality.relative_error is not None and quality.relative_error < self.coverage_matters_above
+        )
+        if quality.coverage is not None and quality.coverage < promised - shortfall and not close:
             return Reason.FALLBACK_POOR_ACCURACY
         return None
 
