@@ -133,6 +133,19 @@ CASES = [
     ),
     pytest.param(
         Case(
+            5.0,
+            10,
+            forecast([5.0, 5.0], kind=MetricKind.MEMORY),
+            10,
+            (Reason.SCALE_DOWN, Reason.HELD_BY_STABILIZATION),
+            Mode.PREDICTIVE,
+            recs=((200, 10),),
+            kind=MetricKind.MEMORY,
+        ),
+        id="memory-keeps-the-full-window-under-a-trusted-forecast",
+    ),
+    pytest.param(
+        Case(
             4.0,
             4,
             forecast([4.0, 30.0]),

@@ -14,12 +14,13 @@ fewer than the HPA would run now, and the HPA alone whenever the forecast cannot
   The lead is the pod start-up time (configured, else measured from recent pods, else a default)
   plus one tick, because a pod created now serves only from then on.
 - Reactive part: the HPA's proposal on current load (`reactive_proposal`) with the HPA's
-  scale-down stabilization; while a forecast is trusted the window is shortened to the lead, which
-  the forecast covers. The predictive part only lifts replicas above it, so a forecast can add pods
-  ahead of load but never remove pods the current load needs: in particular no metric (memory
-  included) is ever scaled down on a forecast alone. The lift is not held by the look-back window:
-  it already looks ahead over the lead, and holding it for 5 more minutes cost 2 % pod-hours at
-  equal service on NASA July (replayed forecasts: 1.199 against 1.176 × oracle).
+  scale-down stabilization; while the forecasts of all its metrics are trusted (and memory is not
+  one of them) the window is shortened to the lead, which the forecasts cover. The predictive part
+  only lifts replicas above it, so a forecast can add pods ahead of load but never remove pods the
+  current load needs: in particular no metric (memory included) is ever scaled down on a forecast
+  alone. The lift is not held by the look-back window: it already looks ahead over the lead, and
+  holding it for 5 more minutes cost 2 % pod-hours at equal service on NASA July (replayed
+  forecasts: 1.199 against 1.176 × oracle).
 - Trust gate, per metric: the forecast and the trend are used only once enough forecasts have been
   scored and their error (against "no change", and as a share of the load) and the coverage of their
   upper bound are acceptable; once rejected, a metric is re-armed only past stricter thresholds
@@ -164,8 +165,11 @@ class PredictivePolicy:
         # The reactive part goes through the HPA's stabilization; the predictive part lifts the
         # result (see the module docstring for why the lift has no look-back window).
         stabilizing = config
-        if best is not None and config.scale_down_stabilization_s > lead:
-            # A trusted forecast already covers the lead: looking back longer than it looks ahead
+        # Memory is not released when load falls, so its window is never cut on a forecast; nor is
+        # the window of a metric whose forecast is not trusted.
+        covered = best is not None and not fallbacks and MetricKind.MEMORY not in config.metrics
+        if covered and config.scale_down_stabilization_s > lead:
+            # Trusted forecasts already cover the lead: looking back longer than they look ahead
             # only keeps pods for load that is gone (NASA July: 1.186 × oracle at the service-level
             # objective instead of 1.202, and 2 % fewer pod-hours than the HPA at u* = 0.7).
             stabilizing = dataclasses.replace(config, scale_down_stabilization_s=lead)
