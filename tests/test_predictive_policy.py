@@ -439,9 +439,7 @@ def test_forecast_upper_bound_is_sized_at_full_capacity() -> None:
         pytest.param(
             0.5, 0.1, True, 0.01, id="forecast-within-1pct-of-the-load-is-kept-whatever-its-coverage"
         ),
-        pytest.param(
-            0.5, 0.1, True, 0.08, id="forecast-8pct-off-is-within-the-hpa-tolerance-and-kept"
-        ),
+        pytest.param(0.5, 0.1, True, 0.08, id="forecast-8pct-off-is-within-the-hpa-tolerance-and-kept"),
         pytest.param(0.5, 0.1, False, 0.15, id="forecast-15pct-off-with-poor-coverage-is-rejected"),
     ],
 )
