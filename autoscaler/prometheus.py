@@ -65,17 +65,16 @@ _DURATION = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 
-
-def _duration_s(text: str) -> float:
-    """Seconds of a Prometheus duration such as `2m` or `1m30s` (already validated)."""
-    return sum(int(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
-
-
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
 # Prometheus refuses range queries of more than 11 000 points per series.
 _PROMETHEUS_POINT_LIMIT = 11_000
 # Gaps up to this many steps are interpolated in `history`; longer ones stay NaN.
 FILL_STEPS = 3
+
+
+def _duration_s(text: str) -> float:
+    """Seconds of a Prometheus duration such as `2m` or `1m30s` (already validated)."""
+    return sum(int(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 class PrometheusError(MetricsUnavailable):
@@ -163,6 +162,10 @@ class PrometheusSettings:
         if self.max_answer_points < 2 or self.parallel_queries < 1:
             raise ValueError("max_answer_points must be at least 2 and parallel_queries at least 1")
         parse_request_selector(self.default_requests_metric)
+
+    @property
+    def rate_window_s(self) -> float:
+        return _duration_s(self.rate_window)
 
     @property
     def default_requests_selector(self) -> RequestSelector:
@@ -724,5 +727,5 @@ class PrometheusSource:
             if 1 - present / expected > self.settings.max_missing_share:
                 return None
         # CPU and requests are rates over the rate window; memory is a gauge read at its time.
-        window = 0.0 if kind is MetricKind.MEMORY else _duration_s(self.settings.rate_window)
+        window = 0.0 if kind is MetricKind.MEMORY else self.settings.rate_window_s
         return Sample(float(points.values[upto - 1]), float(last_t), window)
