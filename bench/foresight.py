@@ -26,7 +26,7 @@ from autoscaler.model import (
     Target,
     TargetRef,
 )
-from autoscaler.simulate import Grid, default_scenario, load_trace, run, score
+from autoscaler.simulate import Grid, default_scenario, load_trace, run, run_study, score
 from autoscaler.simulate.scoring import Scores, cost_at_slo
 from autoscaler.simulate.tape import ForecastTape
 
@@ -71,16 +71,15 @@ def main() -> None:
         kind = MetricKind.CPU if trace.name in CPU_TRACES else MetricKind.REQUESTS
         began = time.perf_counter()
         scenario = default_scenario(trace, kind)
+        study = run_study(trace, scenario, ["hpa"], SWEEP)
+        oracle = study.oracle_pod_hours
         grid = Grid.over(trace, scenario.step_s)
-        oracle = score(run("oracle", grid, scenario), 1.0).pod_hours
-        hpa: list[tuple[float, Scores]] = []
         ahead: list[tuple[float, Scores]] = []
         for u in SWEEP:
-            at = scenario.with_utilization(u)
-            hpa.append((u, score(run("hpa", grid, at), oracle)))
             tape = ForecastTape(Foresight(grid, kind))
+            at = scenario.with_utilization(u)
             ahead.append((u, score(run("predictive", grid, at, tape=tape), oracle)))
-        costs = [cost_at_slo(points).pod_hours for points in (hpa, ahead)]
+        costs = [study.sweep[0].slo.pod_hours, cost_at_slo(ahead).pod_hours]
         rel = [None if c is None else c / oracle for c in costs]
         ratio = None if costs[0] is None or costs[1] is None else costs[1] / costs[0]
         print(
