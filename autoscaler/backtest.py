@@ -3,7 +3,6 @@ and as a plot of actuals against each model's forecasts with its interval band."
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,7 @@ import pandas as pd
 from autoscaler.simulate.trace import Trace
 from forecasting import BacktestReport, ModelName, run_backtest, steps_for_horizon
 
-__all__ = ["backtest_trace", "parse_duration", "to_json", "to_text", "write_plot"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """`900`, `900s`, `15m`, `1.5h`, `1d`; a bare number is seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like 15m, 900s or 1h")
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
-    if seconds <= 0:
-        raise ValueError(f"{text!r} is not a positive duration")
-    return timedelta(seconds=seconds)
+__all__ = ["backtest_trace", "to_json", "to_text", "write_plot"]
 
 
 def trace_series(trace: Trace) -> pd.Series:

@@ -15,34 +15,25 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import TypeVar
 
-from autoscaler.model import Bounds, MetricKind, RequestSelector, TargetConfig
-from autoscaler.promql import SelectorError, parse_request_selector
+from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.model import Bounds, ScaleMode, TargetConfig
+from autoscaler.patches import STATUS_KEY
+from autoscaler.selectors import SelectorError, SeriesSelector, parse_selector
 
 __all__ = [
     "ANNOTATION_DEFAULTS",
     "PREFIX",
     "STATUS_KEY",
     "AnnotationError",
-    "ScaleMode",
     "Settings",
     "parse_annotations",
 ]
 
 PREFIX = "predictive-autoscaler.io/"
-# Written by the controller, never read as configuration.
-STATUS_KEY = PREFIX + "status"
 
 T = TypeVar("T")
-
-
-class ScaleMode(Enum):
-    """What the controller moves: the Deployment's replicas, or the floor of the HPA that scales it."""
-
-    REPLICAS = "replicas"
-    HPA = "hpa"
 
 
 class AnnotationError(ValueError):
@@ -156,24 +147,27 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+_KIND_NAMES = ", ".join(kind.value for kind in METRICS)
+
+
 def _metrics(text: str) -> tuple[MetricKind, ...]:
     names = [part.strip() for part in text.split(",")]
     if not text.strip() or any(not name for name in names):
-        raise ValueError("must be a comma-separated list of cpu, memory, requests")
+        raise ValueError(f"must be a comma-separated list of {_KIND_NAMES}")
     kinds: list[MetricKind] = []
     for name in names:
-        kind = next((k for k in MetricKind if k.value == name), None)
+        kind = next((k for k in METRICS if k.value == name), None)
         if kind is None:
-            raise ValueError(f"unknown metric {name!r}; one of: cpu, memory, requests")
+            raise ValueError(f"unknown metric {name!r}; one of: {_KIND_NAMES}")
         if kind in kinds:
             raise ValueError(f"metric {name!r} is listed twice")
         kinds.append(kind)
     return tuple(kinds)
 
 
-def _selector(text: str) -> RequestSelector:
+def _selector(text: str) -> SeriesSelector:
     try:
-        return parse_request_selector(text)
+        return parse_selector(text)
     except SelectorError as error:
         raise ValueError(str(error)) from None
 
@@ -190,10 +184,9 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
     if unknown:
         key = unknown[0]
         raise AnnotationError(PREFIX + key, read.raw(key) or "", "unknown annotation")
-    mode = read.get("mode", _mode, ScaleMode.REPLICAS)
+    mode = read.get("mode", _mode, ScaleMode(ANNOTATION_DEFAULTS["mode"]))
     dry_run = read.get("dry-run", _boolean, False)
-    default_metrics: tuple[MetricKind, ...] = (MetricKind.CPU,)
-    metrics = read.get("metrics", _metrics, default_metrics)
+    metrics = read.get("metrics", _metrics, _metrics(ANNOTATION_DEFAULTS["metrics"]))
     utilization = read.get("target-utilization", _decimal(1, 100, " %"), 70.0)
     per_pod = read.get("target-requests-per-pod", _positive, None)
     minimum = read.get("min-replicas", _whole(0, MAX_REPLICAS_LIMIT), 1)
@@ -209,7 +202,8 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
             read.raw("min-replicas") or str(minimum),
             f"is above max-replicas {maximum}",
         )
-    if MetricKind.REQUESTS in metrics and per_pod is None:
+    requests = MetricKind.REQUESTS
+    if requests in metrics and per_pod is None:
         raise AnnotationError(
             PREFIX + "metrics",
             read.raw("metrics") or "",
@@ -219,10 +213,10 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
         metrics=metrics,
         bounds=Bounds(minimum, maximum),
         target_utilization=utilization / 100.0,
-        target_requests_per_pod=per_pod,
+        per_pod={} if per_pod is None else {requests: per_pod},
         scale_down_stabilization_s=stabilization,
         startup_s=startup,
         confidence=confidence / 100.0,
-        requests_selector=selector,
+        selectors={} if selector is None else {requests: selector},
     )
     return Settings(mode=mode, dry_run=dry_run, config=config)

@@ -19,15 +19,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from autoscaler.model import (
-    ForecastQuality,
-    Forecasts,
-    LoadForecast,
-    LoadSnapshot,
-    MetricKind,
-    Target,
-    TargetRef,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import ForecastQuality, Forecasts, LoadForecast, LoadSnapshot, Target, TargetRef
+from autoscaler.stages import NO_HISTORY, RecordedLoad
 from forecasting import Forecast, Forecaster, ForecastError, ModelName, make_forecaster
 
 __all__ = ["ForecastSettings", "ModelForecaster"]
@@ -191,12 +185,9 @@ class ModelForecaster:
         self,
         settings: ForecastSettings = DEFAULT_SETTINGS,
         make_model: Callable[[ModelName], Forecaster] = make_forecaster,
-        history: Callable[[TargetRef, MetricKind], pd.Series | None] | None = None,
     ) -> None:
         self._settings = settings
         self._make_model = make_model
-        # Where a new target's past comes from (the metrics source's cache in a cluster).
-        self._history = history
         self._tracks: dict[tuple[TargetRef, MetricKind], _Track] = {}
 
     def latest(self, ref: TargetRef, kind: MetricKind) -> LoadForecast | None:
@@ -204,7 +195,11 @@ class ModelForecaster:
         return None if track is None else track.latest
 
     def forecasts(
-        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+        self,
+        targets: Sequence[Target],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        now: float,
+        past: RecordedLoad = NO_HISTORY,
     ) -> Mapping[TargetRef, Forecasts]:
         out: dict[TargetRef, Forecasts] = {}
         live: set[tuple[TargetRef, MetricKind]] = set()
@@ -219,18 +214,14 @@ class ModelForecaster:
                 if track is None:
                     track = _Track(kind, self._settings, self._make_model(self._settings.model))
                     self._tracks[key] = track
-                    past = None if self._history is None else self._history(ref, kind)
-                    if past is not None:
-                        track.seed(past, now, target.config.confidence)
+                    recorded = past.recorded(ref, kind)
+                    if recorded is not None:
+                        track.seed(recorded, now, target.config.confidence)
                 sample = None if snapshot is None else snapshot.get(kind)
                 if sample is not None:
                     track.observe(sample.at, sample.value, target.config.confidence)
                 found[kind] = track.latest
-            out[ref] = Forecasts(
-                cpu=found.get(MetricKind.CPU),
-                memory=found.get(MetricKind.MEMORY),
-                requests=found.get(MetricKind.REQUESTS),
-            )
+            out[ref] = Forecasts(found)
         for gone in [key for key in self._tracks if key not in live]:
             del self._tracks[gone]
         return out

@@ -7,7 +7,7 @@ runs the controller's own decision code."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,15 @@ from autoscaler.backtest import backtest_trace
 from autoscaler.backtest import to_json as forecast_json
 from autoscaler.backtest import to_text as forecast_text
 from autoscaler.backtest import write_plot as write_forecast_plot
-from autoscaler.model import MetricKind, RequestSelector, TargetRef
-from autoscaler.prometheus import PrometheusSource
+from autoscaler.metrics import MetricKind
+from autoscaler.model import TargetRef
+from autoscaler.selectors import SeriesSelector
 from autoscaler.simulate import POLICIES, Scenario, Study, Trace, run_study
 from autoscaler.simulate.report import to_json as study_json
 from autoscaler.simulate.report import to_text as study_text
 from autoscaler.simulate.study import StudyProgress
+from autoscaler.sources.prometheus import PrometheusSource
+from autoscaler.timefmt import iso_utc
 from forecasting import BacktestReport, ModelName
 
 __all__ = [
@@ -67,10 +70,6 @@ class HistoryReport:
     study: Study
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _as_trace(series: pd.Series, name: str, step_s: int) -> tuple[Trace, float]:
     """The rate series as a trace (load units per step); interior gaps are interpolated."""
     known = np.flatnonzero(series.notna().to_numpy())
@@ -80,8 +79,8 @@ def _as_trace(series: pd.Series, name: str, step_s: int) -> tuple[Trace, float]:
     missing = float(window.isna().mean())
     if missing > MAX_MISSING_SHARE:
         raise HistoryError(
-            f"{name}: {missing:.0%} of the points from {_iso(window.index[0].timestamp())} to "
-            f"{_iso(window.index[-1].timestamp())} are missing (at most "
+            f"{name}: {missing:.0%} of the points from {iso_utc(window.index[0].timestamp())} to "
+            f"{iso_utc(window.index[-1].timestamp())} are missing (at most "
             f"{MAX_MISSING_SHARE:.0%} can be filled in); pick a window with --days and --end"
         )
     rates = window.interpolate(method="linear").to_numpy(dtype=np.float64)
@@ -96,7 +95,7 @@ def load_history(
     end: float,
     *,
     kind: MetricKind | None = None,
-    selector: RequestSelector | None = None,
+    selector: SeriesSelector | None = None,
 ) -> HistoryLoad:
     """The target's load over [start, end]: `kind`, or else request rate when Prometheus has it and
     CPU when it has not. Prometheus errors propagate (typed: `PrometheusError`)."""
@@ -106,7 +105,7 @@ def load_history(
     if chosen is None:
         wanted = " or ".join(k.value for k in kinds)
         raise HistoryError(
-            f"Prometheus has no {wanted} load for {ref} from {_iso(start)} to {_iso(end)}: "
+            f"Prometheus has no {wanted} load for {ref} from {iso_utc(start)} to {iso_utc(end)}: "
             "check the name, the window and what the cluster exports (README, 'Metrics')"
         )
     step_s = source.settings.step_s
@@ -153,8 +152,8 @@ def to_json(report: HistoryReport) -> dict[str, Any]:
         "prometheus": load.source_url,
         "kind": load.kind.value,
         "window": {
-            "start": _iso(load.trace.start),
-            "end": _iso(load.trace.end),
+            "start": iso_utc(load.trace.start),
+            "end": iso_utc(load.trace.end),
             "step_s": load.trace.step_s,
             "interpolated_share": load.interpolated_share,
         },
@@ -167,7 +166,7 @@ def to_text(report: HistoryReport) -> str:
     load = report.load
     lines = [
         f"target    {load.ref} from {load.source_url}: {load.kind.value} load, "
-        f"{_iso(load.trace.start)} .. {_iso(load.trace.end)} at {load.trace.step_s} s, "
+        f"{iso_utc(load.trace.start)} .. {iso_utc(load.trace.end)} at {load.trace.step_s} s, "
         f"{load.interpolated_share:.1%} of points interpolated",
     ]
     if load.kind is MetricKind.CPU:

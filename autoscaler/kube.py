@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -26,6 +26,8 @@ from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from autoscaler.patches import Patch, Patched
+
 __all__ = [
     "Conflict",
     "Forbidden",
@@ -38,6 +40,7 @@ __all__ = [
     "Unavailable",
     "WatchEvent",
     "connect",
+    "key_of",
     "quantity",
 ]
 
@@ -46,6 +49,12 @@ JsonObject = dict[str, Any]
 config: Any = _config
 watch: Any = _watch
 utils: Any = _utils
+
+
+def key_of(obj: JsonObject) -> tuple[str, str]:
+    """(namespace, name) of an object as the server sent it."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
 def quantity(value: object) -> float | None:
@@ -261,58 +270,26 @@ class Kube:
             stream.stop()
 
     # -- writing -------------------------------------------------------------------------------
-    def scale(self, namespace: str, name: str, replicas: int) -> None:
-        """Set the Deployment's replicas through its `scale` subresource."""
+    def patch(self, patch: Patch) -> None:
+        """Send a JSON merge patch built by `autoscaler.patches`."""
+        send: Any
+        if patch.what is Patched.SCALE:
+            send = self._apps.patch_namespaced_deployment_scale
+        elif patch.what is Patched.HPA:
+            send = self._autoscaling.patch_namespaced_horizontal_pod_autoscaler
+        else:
+            send = self._apps.patch_namespaced_deployment
         try:
-            self._apps.patch_namespaced_deployment_scale(
-                name,
-                namespace,
-                {"spec": {"replicas": replicas}},
+            send(
+                patch.name,
+                patch.namespace,
+                dict(patch.body),
                 _content_type="application/merge-patch+json",
                 _preload_content=False,
                 _request_timeout=self._timeout,
             )
         except _FAILURES as exc:
-            raise self._failed(exc, f"scale deployment {namespace}/{name}") from None
-
-    def patch_hpa(
-        self,
-        namespace: str,
-        name: str,
-        resource_version: str,
-        min_replicas: int,
-        annotations: Mapping[str, str | None],
-    ) -> None:
-        """Set the HPA's floor and annotations, only if it is still at `resource_version`: the floor
-        to restore is computed from what was read, so a concurrent edit must win (409)."""
-        body = {
-            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)},
-            "spec": {"minReplicas": min_replicas},
-        }
-        try:
-            self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
-                name,
-                namespace,
-                body,
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-        except _FAILURES as exc:
-            raise self._failed(exc, f"patch hpa {namespace}/{name}") from None
-
-    def annotate_deployment(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-        try:
-            self._apps.patch_namespaced_deployment(
-                name,
-                namespace,
-                {"metadata": {"annotations": dict(annotations)}},
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-        except _FAILURES as exc:
-            raise self._failed(exc, f"annotate deployment {namespace}/{name}") from None
+            raise self._failed(exc, f"patch {patch.description}") from None
 
     def create_event(self, namespace: str, event: JsonObject) -> None:
         try:

@@ -5,21 +5,27 @@ the simulator's manual clock produces the same type."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 from typing import TypeVar
+
+from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.selectors import SeriesSelector
 
 __all__ = [
     "Bounds",
     "ForecastQuality",
     "Forecasts",
-    "LabelMatcher",
+    "HpaInfo",
+    "Knob",
     "LoadForecast",
     "LoadSnapshot",
-    "MatchOp",
-    "MetricKind",
-    "RequestSelector",
     "Sample",
+    "ScaleMode",
+    "Scaling",
+    "Setpoint",
     "Target",
     "TargetConfig",
     "TargetRef",
@@ -27,23 +33,11 @@ __all__ = [
 ]
 
 
-class MetricKind(Enum):
-    """What load is measured in. Loads are always the aggregate over all pods of a workload."""
-
-    CPU = "cpu"  # cores
-    MEMORY = "memory"  # bytes
-    REQUESTS = "requests"  # requests per second
+V = TypeVar("V")
 
 
-T = TypeVar("T")
-
-
-def _pick(kind: MetricKind, cpu: T, memory: T, requests: T) -> T:
-    if kind is MetricKind.CPU:
-        return cpu
-    if kind is MetricKind.MEMORY:
-        return memory
-    return requests
+def _present(values: Mapping[MetricKind, V | None]) -> Mapping[MetricKind, V]:
+    return MappingProxyType({k: v for k, v in values.items() if v is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +64,14 @@ class Bounds:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadState:
-    """What the cluster says about one Deployment at the start of a tick.
-
-    `pod_requests` maps a resource metric to what one pod requests (cores, bytes); utilization targets
-    are percentages of it, as in the HPA.
-    """
+    """What the cluster says about one Deployment at the start of a tick; utilization targets are
+    percentages of `pod_requests`, as in the HPA."""
 
     ref: TargetRef
     spec_replicas: int
     ready_replicas: int
-    pod_cpu_request: float | None = None
-    pod_memory_request: float | None = None
+    # What one pod requests of the resource each kind is a utilization of (cores, bytes), by kind.
+    pod_requests: Mapping[MetricKind, float] = field(default_factory=dict)
     rollout_in_progress: bool = False
     # Median seconds recent new pods took from creation to Ready; None until one was seen.
     measured_startup_s: float | None = None
@@ -104,16 +95,22 @@ class Sample:
             raise ValueError(f"load sample must be finite and non-negative, got {self.value}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LoadSnapshot:
-    """The latest observation per metric kind; `None` means the source has no usable value."""
+    """The latest observation per metric kind; a kind left out has no usable value."""
 
-    cpu: Sample | None = None
-    memory: Sample | None = None
-    requests: Sample | None = None
+    samples: Mapping[MetricKind, Sample]
+
+    def __init__(self, samples: Mapping[MetricKind, Sample | None] | None = None) -> None:
+        object.__setattr__(self, "samples", _present(samples or {}))
+
+    @classmethod
+    def of(cls, **by_name: Sample | None) -> LoadSnapshot:
+        """By kind name: `LoadSnapshot.of(requests=Sample(...))`."""
+        return cls({MetricKind(name): sample for name, sample in by_name.items()})
 
     def get(self, kind: MetricKind) -> Sample | None:
-        return _pick(kind, self.cpu, self.memory, self.requests)
+        return self.samples.get(kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,42 +181,22 @@ class LoadForecast:
         return peak
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Forecasts:
-    """The latest forecast per metric kind for one target; None where there is none."""
+    """The latest forecast per metric kind for one target; a kind left out has none."""
 
-    cpu: LoadForecast | None = None
-    memory: LoadForecast | None = None
-    requests: LoadForecast | None = None
+    by_kind: Mapping[MetricKind, LoadForecast]
+
+    def __init__(self, by_kind: Mapping[MetricKind, LoadForecast | None] | None = None) -> None:
+        object.__setattr__(self, "by_kind", _present(by_kind or {}))
+
+    @classmethod
+    def of(cls, **by_name: LoadForecast | None) -> Forecasts:
+        """By kind name: `Forecasts.of(cpu=forecast)`."""
+        return cls({MetricKind(name): forecast for name, forecast in by_name.items()})
 
     def get(self, kind: MetricKind) -> LoadForecast | None:
-        return _pick(kind, self.cpu, self.memory, self.requests)
-
-
-class MatchOp(Enum):
-    EQUAL = "="
-    NOT_EQUAL = "!="
-    REGEX = "=~"
-    NOT_REGEX = "!~"
-
-
-@dataclass(frozen=True, slots=True)
-class LabelMatcher:
-    """One label matcher of a request-rate selector; the value is kept unescaped and escaped only
-    when a query is built."""
-
-    name: str
-    op: MatchOp
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSelector:
-    """Which counter measures a workload's requests: a metric name and label matchers, never free
-    PromQL. The target's own namespace and pods are always added when the query is built."""
-
-    metric: str
-    matchers: tuple[LabelMatcher, ...] = ()
+        return self.by_kind.get(kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,32 +204,34 @@ class TargetConfig:
     """How one workload is to be scaled (from annotations in a cluster, from the scenario in the
     simulator).
 
-    `target_utilization` is a fraction of the pod's request for CPU and memory;
-    `target_requests_per_pod` is the request rate one pod should carry, taken to be the same fraction
-    of what it can carry at most (the predictive part sizes forecast upper bounds at full capacity).
+    `target_utilization` is a fraction of the pod's request for the kinds measured against a request
+    (cpu, memory); `per_pod` holds, for the other kinds (requests), the load one pod should carry,
+    taken to be the same fraction of what it can carry at most (the predictive part sizes forecast
+    upper bounds at full capacity).
     """
 
     metrics: tuple[MetricKind, ...]
     bounds: Bounds
     target_utilization: float = 0.7
-    target_requests_per_pod: float | None = None
+    per_pod: Mapping[MetricKind, float] = field(default_factory=dict)
     scale_down_stabilization_s: float = 300.0
     # Pod start-up time to plan ahead for; None means measured from the pods themselves.
     startup_s: float | None = None
     # Level of the prediction interval whose upper bound replicas are sized for.
     confidence: float = 0.5
-    # The request counter for this workload; None means the metrics source's default.
-    requests_selector: RequestSelector | None = None
+    # The series this workload names for the kinds that have none of their own (the request
+    # counter); a kind left out uses the metrics source's default.
+    selectors: Mapping[MetricKind, SeriesSelector] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.metrics:
             raise ValueError("at least one metric is required")
         if not 0.0 < self.target_utilization <= 1.0:
             raise ValueError(f"target utilization must be in (0, 1], got {self.target_utilization}")
-        if MetricKind.REQUESTS in self.metrics and not (
-            self.target_requests_per_pod is not None and self.target_requests_per_pod > 0
-        ):
-            raise ValueError("the requests metric needs a positive target_requests_per_pod")
+        for kind in self.metrics:
+            amount = self.per_pod.get(kind)
+            if METRICS[kind].request_resource is None and not (amount is not None and amount > 0):
+                raise ValueError(f"the {kind.value} metric needs a positive per-pod target")
         if self.scale_down_stabilization_s < 0:
             raise ValueError("scale-down stabilization must be non-negative")
         if self.startup_s is not None and self.startup_s < 0:
@@ -263,17 +242,101 @@ class TargetConfig:
     def per_pod_target(self, kind: MetricKind, state: WorkloadState) -> float | None:
         """Load one pod should carry for `kind`, or None when the workload lacks the request it
         would be a percentage of."""
-        if kind is MetricKind.REQUESTS:
-            return self.target_requests_per_pod
-        request = state.pod_cpu_request if kind is MetricKind.CPU else state.pod_memory_request
+        if METRICS[kind].request_resource is None:
+            return self.per_pod.get(kind)
+        request = state.pod_requests.get(kind)
         if request is None or request <= 0:
             return None
         return request * self.target_utilization
 
 
+class ScaleMode(Enum):
+    """What the controller moves: the Deployment's replicas, or the floor of the HPA that scales it.
+    Each has its strategy in `autoscaler.modes`."""
+
+    REPLICAS = "replicas"
+    HPA = "hpa"
+
+
+@dataclass(frozen=True, slots=True)
+class HpaInfo:
+    """The HPA that scales a Deployment, with the floor its owner set (before we raised it)."""
+
+    namespace: str
+    name: str
+    resource_version: str
+    min_replicas: int
+    max_replicas: int
+    # The floor the user set, remembered in an annotation while ours is in place.
+    original_min: int
+    raised: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    """How a workload in a cluster is scaled: the mode its annotations chose, the HPA that targets
+    it, and what the last tick wrote on it."""
+
+    mode: ScaleMode
+    dry_run: bool = False
+    hpa: HpaInfo | None = None
+    resource_version: str = ""
+    # The status annotation as it is on the Deployment now.
+    status: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """An opted-in workload as the reader hands it to a tick: its state and its parsed config."""
+    """An opted-in workload as the reader hands it to a tick: its state, its parsed config, and
+    (in a cluster) how it is scaled; without `scaling` its replicas are set directly."""
 
     state: WorkloadState
     config: TargetConfig
+    scaling: Scaling | None = None
+
+
+class Knob(Enum):
+    """What a decision moves on the workload."""
+
+    REPLICAS = "replicas"
+    HPA_FLOOR = "hpa-floor"
+
+
+@dataclass(frozen=True, slots=True)
+class Setpoint:
+    """What a decision sets, as its scale mode computes it: a replica count, or the floor of the
+    HPA that scales the workload (`hpa` names it)."""
+
+    knob: Knob
+    current: int
+    wanted: int
+    # Whether anything must be written (a floor back at the owner's still has our annotation).
+    needed: bool
+    hpa: str | None = None
+    # Mode hpa: the floor goes back to its owner's, and our annotation with it.
+    restoring: bool = False
+
+    def describe(self) -> str:
+        """What is written, for Events: `replicas 2→6`, `HPA web minReplicas 2→7`."""
+        if self.knob is Knob.REPLICAS:
+            return f"replicas {self.current}→{self.wanted}"
+        return f"HPA {self.hpa} minReplicas {self.current}→{self.wanted}"
+
+    @property
+    def head(self) -> str | None:
+        """What an explanation starts with where the replicas are not what moves (mode hpa)."""
+        if self.knob is Knob.REPLICAS:
+            return None
+        moved = (
+            f"{self.current}→{self.wanted}" if self.wanted != self.current else f"held at {self.wanted}"
+        )
+        return f"HPA {self.hpa} floor {moved}"
+
+    @property
+    def done_reason(self) -> str:
+        """The Event reason once the write went through."""
+        if self.knob is Knob.REPLICAS:
+            return "ScaledUp" if self.wanted > self.current else "ScaledDown"
+        if self.restoring:
+            return "RestoredHPAFloor"
+        return "RaisedHPAFloor" if self.wanted > self.current else "LoweredHPAFloor"

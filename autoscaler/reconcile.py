@@ -1,75 +1,32 @@
-"""One tick of the controller, the same in a cluster and in the simulator.
+"""One tick of the controller, the same in a cluster and in the simulator, and the only place that
+strings the stages (`autoscaler.stages`) together.
 
-For every opted-in workload: read its state and config, fetch its load, decide, act, record. The stages
-are protocols so that the simulator plugs in a trace-backed source and a simulated cluster while the
-policy and this loop stay exactly what runs in production.
+For every opted-in workload: read its state and config, fetch its load, forecast, decide, aim the
+decision at what its scale mode moves, act, record. Workloads the reader sets aside (refused,
+invalid, cooling down) are only reported; floors left on HPAs of workloads that are no longer ours
+are given back first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
+from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
+from autoscaler.modes import aim
 from autoscaler.policy import Decision, DecisionHistory, Policy, PolicyInputs
+from autoscaler.stages import (
+    ActOutcome,
+    Actuator,
+    ClusterReader,
+    Forecaster,
+    MetricsSource,
+    MetricsUnavailable,
+    Recorder,
+    Standing,
+    TickReport,
+)
 
-__all__ = [
-    "Actuator",
-    "ClusterReader",
-    "DecisionMemory",
-    "Forecaster",
-    "MetricsSource",
-    "MetricsUnavailable",
-    "Recorder",
-    "Stages",
-    "TickReport",
-    "WithoutForecasts",
-    "reconcile_once",
-]
-
-
-class MetricsUnavailable(Exception):
-    """The metrics backend could not answer this tick; the policy holds and the next tick retries."""
-
-
-class ClusterReader(Protocol):
-    def targets(self) -> Sequence[Target]: ...
-
-
-class MetricsSource(Protocol):
-    def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
-        """Latest load per target; a target absent from the result has no usable metrics."""
-        ...
-
-
-class Forecaster(Protocol):
-    def forecasts(
-        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
-    ) -> Mapping[TargetRef, Forecasts]:
-        """Takes this tick's observations in and returns the latest forecast per target; a target
-        absent from the result has none (the policy then falls back to reactive scaling)."""
-        ...
-
-
-class WithoutForecasts:
-    """The forecaster stage of a purely reactive controller, such as the HPA baseline."""
-
-    def forecasts(
-        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
-    ) -> Mapping[TargetRef, Forecasts]:
-        return {}
-
-
-class Actuator(Protocol):
-    def apply(self, decision: Decision) -> bool:
-        """Carry the decision out (a no-op when nothing changes); True when the workload now runs
-        as decided (or already did)."""
-        ...
-
-
-class Recorder(Protocol):
-    def record(self, decision: Decision, applied: bool) -> None: ...
+__all__ = ["DecisionMemory", "Stages", "reconcile_once"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,43 +58,60 @@ _NO_LOAD = LoadSnapshot()
 _NO_FORECASTS = Forecasts()
 
 
-@dataclass(frozen=True, slots=True)
-class TickReport:
-    decisions: tuple[Decision, ...]
-    metrics_available: bool
-    # What the decisions were made from, kept for the observability stage (actual against forecast).
-    loads: Mapping[TargetRef, LoadSnapshot] = field(default_factory=dict)
-    forecasts: Mapping[TargetRef, Forecasts] = field(default_factory=dict)
-
-
 def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickReport:
-    targets = stages.reader.targets()
+    snapshot = stages.reader.snapshot(now)
+    if not snapshot.synced:
+        return TickReport.idle()
+    for aside in snapshot.set_aside:
+        stages.recorder.set_aside(aside, now)
+    for release in snapshot.releases:
+        stages.recorder.released(release, stages.actuator.release(release, now), now)
+    targets = snapshot.targets
     try:
         loads = stages.source.observe(targets, now)
         available = True
     except MetricsUnavailable:
         loads = {}
         available = False
-    forecasts = stages.forecaster.forecasts(targets, loads, now)
+    forecasts = stages.forecaster.forecasts(targets, loads, now, stages.source)
     decisions: list[Decision] = []
+    outcomes: dict[TargetRef, ActOutcome] = {}
     for target in targets:
         ref = target.state.ref
         history = memory.get(ref)
         inputs = PolicyInputs(
             target, loads.get(ref, _NO_LOAD), history, now, forecasts.get(ref, _NO_FORECASTS)
         )
-        decision = stages.policy.decide(inputs)
-        # Called on every decision: an actuator may have more to move than the replica count (the
-        # floor of an HPA), and knows itself when there is nothing to do.
-        applied = stages.actuator.apply(decision)
+        decision = aim(stages.policy.decide(inputs), target)
+        # Called on every decision: the setpoint may move when the replicas do not (the floor of
+        # an HPA), and says itself when there is nothing to do.
+        result = stages.actuator.apply(decision, target)
         memory.histories[ref] = history.after(
             decision,
-            applied=applied,
+            applied=result.applied,
             keep_s=stages.policy.memory_s(target.config),
             load=inputs.load,
         )
-        stages.recorder.record(decision, applied)
+        stages.recorder.record(target, decision, result)
+        stages.reader.learn(ref, result, now)
         decisions.append(decision)
+        outcomes[ref] = result.outcome
     if len(memory.histories) > len(targets):
         memory.keep_only({t.state.ref for t in targets})
-    return TickReport(tuple(decisions), available, loads, forecasts)
+
+    def standing(which: Standing) -> tuple[TargetRef, ...]:
+        return tuple(a.ref for a in snapshot.set_aside if a.standing is which)
+
+    report = TickReport(
+        True,
+        tuple(decisions),
+        outcomes,
+        available,
+        standing(Standing.REFUSED),
+        standing(Standing.INVALID),
+        standing(Standing.COOLING_DOWN),
+        loads,
+        forecasts,
+    )
+    stages.recorder.finish(report)
+    return report

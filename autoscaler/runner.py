@@ -1,4 +1,4 @@
-"""`predictive-autoscaler run`: builds the concrete stages (wiring) and runs the tick on a schedule.
+"""`predictive-autoscaler run`: builds the concrete stages (`wiring`) and runs the tick on a schedule.
 
 APScheduler (3.x) calls the tick on an interval with one instance at a time: a tick that overruns
 makes the next one late, and late runs are coalesced into one, never stacked. Leader election, when
@@ -20,15 +20,15 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from autoscaler.cluster import ClusterReader
-from autoscaler.controller import Controller
+from autoscaler.actuation.leader import LeaderElector, LeaseSettings
 from autoscaler.forecast_stage import ModelForecaster
-from autoscaler.health import HealthServer
 from autoscaler.kube import connect
-from autoscaler.leader import LeaderElector, LeaseSettings
+from autoscaler.observability.health import HealthServer
+from autoscaler.observability.telemetry import Telemetry
 from autoscaler.policy import PredictivePolicy
-from autoscaler.prometheus import PrometheusSettings, PrometheusSource
-from autoscaler.telemetry import Telemetry
+from autoscaler.sources.informers import Informers
+from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
+from autoscaler.wiring import Controller, cluster_stages
 
 __all__ = ["RunSettings", "default_identity", "run_controller"]
 
@@ -71,30 +71,29 @@ def run_controller(
         on_error=telemetry.kube_error,
     )
     source = PrometheusSource(settings.prometheus, on_query=telemetry.query_done)
-    forecaster = ModelForecaster(history=source.history)
-    policy = PredictivePolicy(interval_s=settings.interval_s)
-    reader = ClusterReader(kube, settings.namespaces or None)
+    informers = Informers(kube, settings.namespaces or None)
     elector = (
         LeaderElector(kube, settings.lease, settings.identity, time.monotonic, time.time)
         if settings.leader_elect
         else None
     )
-    controller = Controller(
+    may_act = elector.is_leader if elector is not None else lambda: True
+    stages = cluster_stages(
         kube,
-        reader.snapshot,
-        reader.forget,
+        informers,
         source,
-        forecaster,
-        policy,
+        ModelForecaster(),
+        PredictivePolicy(interval_s=settings.interval_s),
         dry_run=settings.dry_run,
-        may_act=elector.is_leader if elector is not None else lambda: True,
+        may_act=may_act,
     )
+    controller = Controller(stages, may_act=may_act)
     telemetry.set_leader(elector is None)
     health = None
     if settings.metrics_port is not None:
         health = HealthServer(
             settings.metrics_port,
-            ready=lambda: reader.synced,
+            ready=lambda: informers.synced,
             metrics=telemetry.render,
             stale_after_s=max(STALE_FLOOR_S, STALE_TICKS * settings.interval_s),
         )
@@ -105,7 +104,7 @@ def run_controller(
         nonlocal ticks
         began = time.monotonic()
         try:
-            summary = controller.tick(time.time())
+            report = controller.tick(time.time())
         except Exception:
             # Whatever broke, the next tick starts from the cluster's state again.
             log.exception("tick failed", extra={"event": "tick_failed"})
@@ -114,20 +113,20 @@ def run_controller(
         finally:
             if health is not None:
                 health.beat(time.monotonic())
-        telemetry.tick_done(summary, time.monotonic() - began, time.time())
+        telemetry.tick_done(report, time.monotonic() - began, time.time())
         ticks += 1
         log.info(
             "tick done",
             extra={
                 "event": "tick",
-                "acted": summary.acted,
-                "targets": len(summary.decisions),
-                "metrics_available": summary.metrics_available,
+                "acted": report.acted,
+                "targets": len(report.decisions),
+                "metrics_available": report.metrics_available,
                 "seconds": round(time.monotonic() - began, 3),
             },
         )
 
-    reader.start()
+    informers.start()
     scheduler = BackgroundScheduler(timezone=UTC)
     first = datetime.now(UTC)
     if elector is not None:
@@ -173,7 +172,7 @@ def run_controller(
         scheduler.shutdown(wait=True)
         if elector is not None:
             elector.release()
-        reader.stop()
+        informers.stop()
         source.close()
         if health is not None:
             health.stop()

@@ -17,18 +17,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from quality import CPU_TRACES, FOLDER, SWEEP, fmt
 
-from autoscaler.model import (
-    ForecastQuality,
-    Forecasts,
-    LoadForecast,
-    LoadSnapshot,
-    MetricKind,
-    Target,
-    TargetRef,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import ForecastQuality, Forecasts, LoadForecast, LoadSnapshot, Target, TargetRef
 from autoscaler.simulate import Grid, default_scenario, load_trace, run, run_study, score
 from autoscaler.simulate.scoring import Scores, cost_at_slo
 from autoscaler.simulate.tape import ForecastTape
+from autoscaler.stages import NO_HISTORY, RecordedLoad
 
 # Long enough for any lead the sweep uses (start-up 120 s plus a tick, plus half a bucket).
 HORIZON_S = 1800
@@ -47,7 +41,11 @@ class Foresight:
         self._kind = kind
 
     def forecasts(
-        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+        self,
+        targets: Sequence[Target],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        now: float,
+        past: RecordedLoad = NO_HISTORY,
     ) -> Mapping[TargetRef, Forecasts]:
         first = round((now - self._start) / self._step)
         count = HORIZON_S // self._step
@@ -57,8 +55,7 @@ class Foresight:
         forecast = LoadForecast(
             self._kind, now, float(self._step), times, values, values, 0.5, NEVER_WRONG
         )
-        by_kind = {self._kind.value: forecast}
-        return {t.state.ref: Forecasts(**by_kind) for t in targets}
+        return {t.state.ref: Forecasts({self._kind: forecast}) for t in targets}
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate import default_scenario, load_trace, run_study
 
 SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)

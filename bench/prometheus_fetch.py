@@ -30,15 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoscaler.model import Bounds, MetricKind, Target, TargetConfig, WorkloadState
-from autoscaler.prometheus import PrometheusSettings, PrometheusSource
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, Target, TargetConfig, WorkloadState
+from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
 from tests.promserver import MISSING_MESSAGE, Dataset, PromServer, backfill, bench_dataset
 
 STEP_S = 60
 
 
 def _targets(dataset: Dataset) -> list[Target]:
-    config = TargetConfig(metrics=tuple(MetricKind), bounds=Bounds(1, 50), target_requests_per_pod=10.0)
+    config = TargetConfig(
+        metrics=tuple(MetricKind), bounds=Bounds(1, 50), per_pod={MetricKind.REQUESTS: 10.0}
+    )
     return [Target(WorkloadState(w.ref, 2, 2), config) for w in dataset.workloads]
 
 

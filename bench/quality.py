@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate import default_scenario, load_trace, run_study
 from autoscaler.simulate.report import ratios_against_hpa
 

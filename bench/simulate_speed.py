@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate import default_scenario, load_trace, run_study
 
 DEFAULT = Path(__file__).parents[2] / "shared" / "traces" / "nasa-http-1995-aug-5m.csv"

@@ -31,7 +31,8 @@ from typing import Protocol
 import numpy as np
 import pytest
 
-from autoscaler.model import MetricKind, TargetRef
+from autoscaler.metrics import MetricKind
+from autoscaler.model import TargetRef
 
 __all__ = [
     "ESCAPE_PROBES",

@@ -17,9 +17,10 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.history_backtest import load_history
-from autoscaler.model import MetricKind, TargetRef
-from autoscaler.prometheus import PrometheusSettings, PrometheusSource
-from autoscaler.promql import parse_request_selector
+from autoscaler.metrics import MetricKind
+from autoscaler.model import TargetRef
+from autoscaler.selectors import parse_selector
+from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
 from tests.promserver import PromEnv
 
 SHOP = TargetRef("shop", "checkout")
@@ -145,7 +146,7 @@ def test_cpu_is_replayed_where_no_request_counter_exists(prometheus_history: Pro
         SHOP,
         env.anchor - DAY_S,
         env.anchor,
-        selector=parse_request_selector("grpc_server_handled_total"),
+        selector=parse_selector("grpc_server_handled_total"),
     )
     assert load.kind is MetricKind.CPU
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from autoscaler.cluster import ORIGINAL_MIN_KEY
 from autoscaler.config import PREFIX, STATUS_KEY
+from autoscaler.patches import ORIGINAL_MIN_KEY
 from tests.fakekube import FakeKube
 from tests.promserver import PromEnv, PromServer
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.config import PREFIX, AnnotationError, ScaleMode, parse_annotations
-from autoscaler.model import Bounds, LabelMatcher, MatchOp, MetricKind, RequestSelector
+from autoscaler.config import PREFIX, AnnotationError, parse_annotations
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, ScaleMode
+from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
 
 ON = {PREFIX + "enabled": "true"}
 
@@ -48,7 +50,7 @@ def test_defaults() -> None:
     assert config.startup_s is None
     assert config.confidence == pytest.approx(0.5)
     assert config.scale_down_stabilization_s == 300.0
-    assert config.requests_selector is None
+    assert config.selectors == {}
 
 
 def test_every_key_read() -> None:
@@ -73,14 +75,16 @@ def test_every_key_read() -> None:
     config = settings.config
     assert config.metrics == (MetricKind.CPU, MetricKind.REQUESTS, MetricKind.MEMORY)
     assert config.target_utilization == pytest.approx(0.655)
-    assert config.target_requests_per_pod == 40.0
+    assert config.per_pod == {MetricKind.REQUESTS: 40.0}
     assert config.bounds == Bounds(2, 30)
     assert config.startup_s == 90.0
     assert config.confidence == pytest.approx(0.95)
     assert config.scale_down_stabilization_s == 120.0
-    assert config.requests_selector == RequestSelector(
-        "http_requests_total", (LabelMatcher("code", MatchOp.NOT_REGEX, "5.."),)
-    )
+    assert config.selectors == {
+        MetricKind.REQUESTS: SeriesSelector(
+            "http_requests_total", (LabelMatcher("code", MatchOp.NOT_REGEX, "5.."),)
+        )
+    }
 
 
 def test_status_annotation_is_not_configuration() -> None:

@@ -24,22 +24,24 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cluster import ORIGINAL_MIN_KEY, ClusterReader, ClusterSnapshot, build_snapshot
 from autoscaler.config import PREFIX, STATUS_KEY
-from autoscaler.controller import Controller
-from autoscaler.kube import Kind, Kube, connect
+from autoscaler.kube import JsonObject, Kind, Kube, connect
+from autoscaler.metrics import MetricKind
 from autoscaler.model import (
     ForecastQuality,
     Forecasts,
     LoadForecast,
     LoadSnapshot,
-    MetricKind,
     Sample,
     Target,
     TargetRef,
 )
+from autoscaler.patches import ORIGINAL_MIN_KEY
 from autoscaler.policy import PredictivePolicy
-from autoscaler.reconcile import MetricsUnavailable
+from autoscaler.sources.cluster import ClusterObjects, ClusterReader
+from autoscaler.sources.informers import Informers
+from autoscaler.stages import NO_HISTORY, MetricsUnavailable, RecordedLoad, WithoutHistory
+from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
 
 NOW = 1_800_000_000.0
@@ -47,7 +49,7 @@ NS = "shop"
 ON = {PREFIX + "enabled": "true", PREFIX + "startup-seconds": "60"}
 
 
-class Loads:
+class Loads(WithoutHistory):
     """Aggregate CPU cores per Deployment, as the metrics source would report them."""
 
     def __init__(self) -> None:
@@ -58,7 +60,7 @@ class Loads:
         if self.down:
             raise MetricsUnavailable("prometheus is down")
         return {
-            t.state.ref: LoadSnapshot(cpu=Sample(self.cores[t.state.ref.name], now - 30))
+            t.state.ref: LoadSnapshot.of(cpu=Sample(self.cores[t.state.ref.name], now - 30))
             for t in targets
             if t.state.ref.name in self.cores
         }
@@ -71,7 +73,11 @@ class Predicted:
         self.upper: dict[str, float] = {}
 
     def forecasts(
-        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+        self,
+        targets: Sequence[Target],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        now: float,
+        past: RecordedLoad = NO_HISTORY,
     ) -> Mapping[TargetRef, Forecasts]:
         out = {}
         for target in targets:
@@ -89,20 +95,24 @@ class Predicted:
                 level=0.8,
                 quality=ForecastQuality(48, 0.5, 0.85),
             )
-            out[target.state.ref] = Forecasts(cpu=forecast)
+            out[target.state.ref] = Forecasts.of(cpu=forecast)
         return out
 
 
-def listed(kube: Kube) -> Callable[[float], ClusterSnapshot]:
-    """A snapshot from fresh lists: every tick sees the server's state without watch delays."""
+class Listed:
+    """Objects from fresh lists: every tick sees the server's state without watch delays."""
 
-    def snapshot(now: float) -> ClusterSnapshot:
-        deployments, _ = kube.list(Kind.DEPLOYMENT, None)
-        hpas, _ = kube.list(Kind.HPA, None)
-        pods, _ = kube.list(Kind.POD, None)
-        return build_snapshot(deployments, hpas, pods, now)
+    synced = True
 
-    return snapshot
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+        self.forgotten: list[TargetRef] = []
+
+    def objects(self, kind: Kind) -> list[JsonObject]:
+        return self._kube.list(kind, None)[0]
+
+    def forget(self, ref: TargetRef) -> None:
+        self.forgotten.append(ref)
 
 
 @pytest.fixture
@@ -111,17 +121,21 @@ def kube(kubeconfig: Path) -> Kube:
 
 
 def controller(
-    kube: Kube, loads: Loads, predicted: Predicted | None = None, dry_run: bool = False
+    kube: Kube,
+    loads: Loads,
+    predicted: Predicted | None = None,
+    dry_run: bool = False,
+    objects: ClusterObjects | None = None,
 ) -> Controller:
-    return Controller(
+    stages = cluster_stages(
         kube,
-        listed(kube),
-        lambda ref: None,
+        objects or Listed(kube),
         loads,
         predicted or Predicted(),
         PredictivePolicy(interval_s=30),
         dry_run=dry_run,
     )
+    return Controller(stages)
 
 
 def writes(fake: FakeKube, fragment: str) -> list[str]:
@@ -384,13 +398,11 @@ def test_deployment_gone_before_the_patch_is_forgotten(fake_kube: FakeKube, kube
     fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
     loads = Loads()
     loads.cores["web"] = 2.1
-    forgotten: list[TargetRef] = []
-    tick = Controller(
-        kube, listed(kube), forgotten.append, loads, Predicted(), PredictivePolicy(interval_s=30)
-    )
+    objects = Listed(kube)
+    tick = controller(kube, loads, objects=objects)
     fake_kube.inject("PATCH", r"/deployments/web/scale", status=404, times=1)
     summary = tick.tick(NOW)
-    assert forgotten == [TargetRef(NS, "web")]
+    assert objects.forgotten == [TargetRef(NS, "web")]
     assert summary.outcomes[TargetRef(NS, "web")].value == "gone"
 
 
@@ -409,15 +421,13 @@ def test_metrics_missing_holds_and_never_scales_down(fake_kube: FakeKube, kube: 
 
 def test_api_outage_never_crashes_and_never_scales_down(fake_kube: FakeKube, kube: Kube) -> None:
     fake_kube.add_deployment(NS, "web", replicas=8, annotations=ON)
-    reader = ClusterReader(kube, [NS], watch_timeout_s=5)
+    reader = Informers(kube, [NS], watch_timeout_s=5)
     reader.start()
     try:
         assert reader.wait_synced(5)
         loads = Loads()
         loads.cores["web"] = 0.1  # would scale down to 1 if it could
-        tick = Controller(
-            kube, reader.snapshot, reader.forget, loads, Predicted(), PredictivePolicy(interval_s=30)
-        )
+        tick = controller(kube, loads, objects=reader)
         fake_kube.fail_all(503)
         for k in range(12):  # past the 300 s stabilization window
             tick.tick(NOW + 30 * k)
@@ -438,7 +448,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
 
 def test_informers_resume_a_dropped_watch_without_listing_again(fake_kube: FakeKube, kube: Kube) -> None:
     fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    reader = ClusterReader(kube, [NS], watch_timeout_s=30)
+    reader = Informers(kube, [NS], watch_timeout_s=30)
     reader.start()
     try:
         assert reader.wait_synced(5)
@@ -446,13 +456,13 @@ def test_informers_resume_a_dropped_watch_without_listing_again(fake_kube: FakeK
         lists = reader.lists
         fake_kube.drop_watches()
         fake_kube.add_deployment(NS, "api", replicas=3, annotations=ON)
-        assert wait_for(lambda: len(reader.snapshot(NOW).targets) == 2)
+        assert wait_for(lambda: len(ClusterReader(reader).snapshot(NOW).targets) == 2)
         assert reader.lists == lists, "a warm cache resumes its watch from the last version"
 
         fake_kube.compact()
         fake_kube.drop_watches()
         fake_kube.add_deployment(NS, "db", replicas=1, annotations=ON)
-        assert wait_for(lambda: len(reader.snapshot(NOW).targets) == 3)
+        assert wait_for(lambda: len(ClusterReader(reader).snapshot(NOW).targets) == 3)
         assert reader.lists > lists, "history gone (410): list again"
     finally:
         reader.stop()

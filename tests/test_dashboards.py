@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.telemetry import Telemetry
+from autoscaler.observability.telemetry import Telemetry
 from tests.grafana import DASHBOARDS_DIR, dashboard_files, load_dashboard, queries
 
 DATASOURCE = "${datasource}"

@@ -31,7 +31,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from autoscaler.config import ScaleMode, parse_annotations
+from autoscaler.config import parse_annotations
+from autoscaler.model import ScaleMode
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -16,23 +16,15 @@ import numpy as np
 import pytest
 
 from autoscaler.forecast_stage import ForecastSettings, ModelForecaster
-from autoscaler.model import (
-    Bounds,
-    LoadSnapshot,
-    MetricKind,
-    Sample,
-    Target,
-    TargetConfig,
-    TargetRef,
-    WorkloadState,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, LoadSnapshot, Sample, Target, TargetConfig, TargetRef, WorkloadState
 from autoscaler.simulate import Grid, RunResult, Scenario, Trace, run, score
 from autoscaler.simulate.tape import ForecastTape
 from forecasting import ModelName
 
 REF = TargetRef("shop", "web")
 CONFIG = TargetConfig(metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50),
-                      target_requests_per_pod=10.0)  # fmt: skip
+                      per_pod={MetricKind.REQUESTS: 10.0})  # fmt: skip
 DAY = 86_400
 START = 1_700_000_000 - 1_700_000_000 % DAY
 
@@ -57,7 +49,7 @@ def feed(
     load: Callable[[float], float] = wave,
 ) -> None:
     for t in range(START, START + seconds, 30):
-        loads = {target.state.ref: LoadSnapshot(requests=Sample(load(t), t)) for target in targets}
+        loads = {target.state.ref: LoadSnapshot.of(requests=Sample(load(t), t)) for target in targets}
         stage.forecasts(targets, loads, t + 30)
 
 

@@ -13,16 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from autoscaler.model import (
-    Bounds,
-    LoadSnapshot,
-    MetricKind,
-    Sample,
-    Target,
-    TargetConfig,
-    TargetRef,
-    WorkloadState,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, LoadSnapshot, Sample, Target, TargetConfig, TargetRef, WorkloadState
 from autoscaler.policy import DecisionHistory, HpaPolicy, PolicyInputs, Reason
 from autoscaler.policy.decision import Recommendation, ScaleEvent
 
@@ -46,13 +38,13 @@ class Case:
 
 def decide(case: Case) -> tuple[int, tuple[Reason, ...]]:
     config = TargetConfig(
-        metrics=(MetricKind.REQUESTS,), bounds=case.bounds, target_requests_per_pod=1.0
+        metrics=(MetricKind.REQUESTS,), bounds=case.bounds, per_pod={MetricKind.REQUESTS: 1.0}
     )
     state = WorkloadState(REF, spec_replicas=case.spec, ready_replicas=case.ready)
     load = (
         LoadSnapshot()
         if case.load is None
-        else LoadSnapshot(requests=Sample(case.load, NOW - case.sample_age))
+        else LoadSnapshot.of(requests=Sample(case.load, NOW - case.sample_age))
     )
     history = DecisionHistory(
         tuple(Recommendation(NOW - ago, n) for ago, n in case.recs),
@@ -139,10 +131,10 @@ def _two_metric_decision(cpu_cores: float, rps: float | None) -> tuple[int, tupl
         metrics=(MetricKind.CPU, MetricKind.REQUESTS),
         bounds=Bounds(1, 100),
         target_utilization=0.5,
-        target_requests_per_pod=10.0,
+        per_pod={MetricKind.REQUESTS: 10.0},
     )
-    state = WorkloadState(REF, spec_replicas=8, ready_replicas=8, pod_cpu_request=1.0)
-    load = LoadSnapshot(
+    state = WorkloadState(REF, spec_replicas=8, ready_replicas=8, pod_requests={MetricKind.CPU: 1.0})
+    load = LoadSnapshot.of(
         cpu=Sample(cpu_cores, NOW - 30),
         requests=None if rps is None else Sample(rps, NOW - 30),
     )
@@ -167,10 +159,10 @@ def test_largest_proposal_across_metrics(
 
 def test_explanation_names_change_reason_and_load() -> None:
     config = TargetConfig(
-        metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50), target_requests_per_pod=2.0
+        metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50), per_pod={MetricKind.REQUESTS: 2.0}
     )
     state = WorkloadState(REF, spec_replicas=4, ready_replicas=4)
-    load = LoadSnapshot(requests=Sample(14.0, NOW - 30))
+    load = LoadSnapshot.of(requests=Sample(14.0, NOW - 30))
     d = HpaPolicy().decide(PolicyInputs(Target(state, config), load, DecisionHistory(), NOW))
     assert d.explain() == "scaled 4→7: scale-up; requests load 14 at 2/pod, proposal 7"
 
@@ -178,7 +170,7 @@ def test_explanation_names_change_reason_and_load() -> None:
 def test_history_stays_bounded() -> None:
     policy = HpaPolicy()
     config = TargetConfig(
-        metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50), target_requests_per_pod=1.0
+        metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50), per_pod={MetricKind.REQUESTS: 1.0}
     )
     history = DecisionHistory()
     replicas = 4
@@ -187,7 +179,7 @@ def test_history_stays_bounded() -> None:
         load = 4.0 + 3.0 * (tick % 7)
         state = WorkloadState(REF, spec_replicas=replicas, ready_replicas=replicas)
         inputs = PolicyInputs(
-            Target(state, config), LoadSnapshot(requests=Sample(load, now - 30)), history, now
+            Target(state, config), LoadSnapshot.of(requests=Sample(load, now - 30)), history, now
         )
         decision = policy.decide(inputs)
         history = history.after(decision, applied=True, keep_s=policy.memory_s(config))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.actuation.leader import LeaderElector, LeaseSettings
 from autoscaler.kube import Kube, connect
-from autoscaler.leader import LeaderElector, LeaseSettings
 from tests.fakekube import FakeKube
 
 SETTINGS = LeaseSettings("ops", "autoscaler", lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)

@@ -13,20 +13,20 @@ from dataclasses import dataclass
 
 import pytest
 
-from autoscaler.actuator import status_json
+from autoscaler.metrics import MetricKind
 from autoscaler.model import (
     Bounds,
     ForecastQuality,
     Forecasts,
     LoadForecast,
     LoadSnapshot,
-    MetricKind,
     Sample,
     Target,
     TargetConfig,
     TargetRef,
     WorkloadState,
 )
+from autoscaler.observability.recorder import status_json
 from autoscaler.policy import DecisionHistory, Mode, PolicyInputs, PredictivePolicy, Reason
 from autoscaler.policy.decision import Observation, Recommendation
 
@@ -73,17 +73,17 @@ class Case:
 def decide(case: Case) -> tuple[int, tuple[Reason, ...], Mode, frozenset[MetricKind]]:
     if case.kind is MetricKind.MEMORY:
         config = TargetConfig(metrics=(case.kind,), bounds=case.bounds, target_utilization=1.0)
-        state = WorkloadState(REF, case.current, case.current, pod_memory_request=1.0,
+        state = WorkloadState(REF, case.current, case.current, pod_requests={MetricKind.MEMORY: 1.0},
                               rollout_in_progress=case.rollout)  # fmt: skip
-        load = LoadSnapshot(memory=None if case.load is None else Sample(case.load, NOW - 30))
-        forecasts = Forecasts(memory=case.fc)
+        load = LoadSnapshot.of(memory=None if case.load is None else Sample(case.load, NOW - 30))
+        forecasts = Forecasts.of(memory=case.fc)
     else:
         config = TargetConfig(
-            metrics=(R,), bounds=case.bounds, target_requests_per_pod=1.0, target_utilization=1.0
+            metrics=(R,), bounds=case.bounds, per_pod={MetricKind.REQUESTS: 1.0}, target_utilization=1.0
         )
         state = WorkloadState(REF, case.current, case.current, rollout_in_progress=case.rollout)
-        load = LoadSnapshot(requests=None if case.load is None else Sample(case.load, NOW - 30))
-        forecasts = Forecasts(requests=case.fc)
+        load = LoadSnapshot.of(requests=None if case.load is None else Sample(case.load, NOW - 30))
+        forecasts = Forecasts.of(requests=case.fc)
     history = DecisionHistory(
         tuple(Recommendation(NOW - ago, n) for ago, n in case.recs),
         (),
@@ -363,12 +363,12 @@ def test_predictive_decision(case: Case) -> None:
 def test_lead_time(configured: float | None, measured: float | None, lead: float, want: int) -> None:
     # Buckets of 60 s from now: the peak sits in the bucket starting at now + 300 s.
     fc = forecast([4.0, 4.0, 4.0, 4.0, 4.0, 12.0, 4.0, 4.0], start=NOW, step=60)
-    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=1.0,
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={MetricKind.REQUESTS: 1.0},
                           target_utilization=1.0, startup_s=configured)  # fmt: skip
     state = WorkloadState(REF, 4, 4, measured_startup_s=measured)
     inputs = PolicyInputs(
-        Target(state, config), LoadSnapshot(requests=Sample(4.0, NOW - 30)), DecisionHistory(),
-        NOW, Forecasts(requests=fc),
+        Target(state, config), LoadSnapshot.of(requests=Sample(4.0, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts.of(requests=fc),
     )  # fmt: skip
     policy = PredictivePolicy(interval_s=30.0)
     assert policy.lead_s(inputs) == lead
@@ -379,12 +379,12 @@ def test_lead_time(configured: float | None, measured: float | None, lead: float
 
 def test_explanation_shows_forecast_and_lead() -> None:
     config = TargetConfig(
-        metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=50.0, target_utilization=1.0
+        metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={MetricKind.REQUESTS: 50.0}, target_utilization=1.0
     )
     state = WorkloadState(REF, 4, 4)
     inputs = PolicyInputs(
-        Target(state, config), LoadSnapshot(requests=Sample(200.0, NOW - 30)), DecisionHistory(),
-        NOW, Forecasts(requests=forecast([210.0, 340.0])),
+        Target(state, config), LoadSnapshot.of(requests=Sample(200.0, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts.of(requests=forecast([210.0, 340.0])),
     )  # fmt: skip
     line = PredictivePolicy().decide(inputs).explain()
     assert line == (
@@ -396,13 +396,13 @@ def test_explanation_shows_forecast_and_lead() -> None:
 def test_explanation_shows_the_rise_and_where_a_rate_window_puts_it() -> None:
     # A 120 s rate describes the minute before its time stamp: the rise is carried from there.
     config = TargetConfig(
-        metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=50.0, target_utilization=1.0
+        metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={MetricKind.REQUESTS: 50.0}, target_utilization=1.0
     )
     history = DecisionHistory(seen=(Observation(NOW - 90, R, 170.0),))
     inputs = PolicyInputs(
         Target(WorkloadState(REF, 4, 4), config),
-        LoadSnapshot(requests=Sample(200.0, NOW - 30, window_s=120.0)), history, NOW,
-        Forecasts(requests=forecast([210.0, 220.0])),
+        LoadSnapshot.of(requests=Sample(200.0, NOW - 30, window_s=120.0)), history, NOW,
+        Forecasts.of(requests=forecast([210.0, 220.0])),
     )  # fmt: skip
     decision = PredictivePolicy().decide(inputs)
     assert decision.trend_load == pytest.approx(200.0 + 0.5 * 240)
@@ -419,12 +419,12 @@ def test_explanation_shows_the_rise_and_where_a_rate_window_puts_it() -> None:
 def test_forecast_upper_bound_is_sized_at_full_capacity() -> None:
     # Target 0.7 of a 1.0/s pod: the reactive part wants load/0.7, the forecast's upper bound only
     # has to fit at 100 % (the interval is the margin).
-    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=0.7,
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={MetricKind.REQUESTS: 0.7},
                           target_utilization=0.7)  # fmt: skip
     state = WorkloadState(REF, 6, 6)
     inputs = PolicyInputs(
-        Target(state, config), LoadSnapshot(requests=Sample(4.2, NOW - 30)), DecisionHistory(),
-        NOW, Forecasts(requests=forecast([4.2, 6.6])),
+        Target(state, config), LoadSnapshot.of(requests=Sample(4.2, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts.of(requests=forecast([4.2, 6.6])),
     )  # fmt: skip
     d = PredictivePolicy().decide(inputs)
     assert (d.reactive_replicas, d.predictive_replicas, d.replicas) == (6, 7, 7)
@@ -464,13 +464,17 @@ def test_history_keeps_each_sample_once_and_forgets_old_ones() -> None:
             PolicyInputs(
                 Target(
                     WorkloadState(REF, 4, 4),
-                    TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, target_requests_per_pod=1.0),
+                    TargetConfig(
+                        metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={MetricKind.REQUESTS: 1.0}
+                    ),
                 ),
-                LoadSnapshot(requests=sample),
+                LoadSnapshot.of(requests=sample),
                 history,
                 now,
             )
         )
-        history = history.after(decision, applied=True, keep_s=100.0, load=LoadSnapshot(requests=sample))
+        history = history.after(
+            decision, applied=True, keep_s=100.0, load=LoadSnapshot.of(requests=sample)
+        )
     # Six distinct samples were handed out; the last tick (now + 165 s) keeps the last 100 s.
     assert [(o.at - NOW, o.value) for o in history.seen] == [(90.0, 5.0), (120.0, 6.0)]

@@ -9,7 +9,8 @@
 * batching: the queries per tick do not grow with the number of targets (50 vs 2), only distinct
   request selectors add one; a new target's history is fetched once, later ticks ask only for the new
   window (one step of overlap); chunked history fetches equal unchunked ones;
-* `history` is a regular UTC series with short gaps interpolated and long ones left NaN;
+* `recorded` (the history port) is a regular UTC series with short gaps interpolated and long ones
+  left NaN;
   `fetch_history` serves a backtest without touching the cache;
 * broken data: stale series, NaN points, a gappy counter and a ReplicaSet no Deployment owns leave that
   kind (or target) out;
@@ -36,19 +37,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.model import (
-    Bounds,
-    LabelMatcher,
-    LoadSnapshot,
-    MatchOp,
-    MetricKind,
-    RequestSelector,
-    Target,
-    TargetConfig,
-    TargetRef,
-    WorkloadState,
-)
-from autoscaler.prometheus import (
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, LoadSnapshot, Target, TargetConfig, TargetRef, WorkloadState
+from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
+from autoscaler.sources.prometheus import (
     FetchPurpose,
     PrometheusRejected,
     PrometheusServerError,
@@ -58,13 +50,13 @@ from autoscaler.prometheus import (
     PrometheusUnreachable,
     regular_series,
 )
-from autoscaler.reconcile import MetricsUnavailable
+from autoscaler.stages import MetricsUnavailable
 from tests.promserver import Dataset, PromEnv, PromServer, free_port
 
 STEP = 60
 WINDOW = 120.0  # the rate window of SETTINGS, in seconds
 HOURS = 3600.0
-CUSTOM = RequestSelector("app_hits_total", (LabelMatcher("handler", MatchOp.EQUAL, "/checkout"),))
+CUSTOM = SeriesSelector("app_hits_total", (LabelMatcher("handler", MatchOp.EQUAL, "/checkout"),))
 ALL_KINDS = tuple(MetricKind)
 
 WEB = TargetRef("shop", "web")
@@ -96,12 +88,13 @@ def settings_for(env: PromEnv, **changes: object) -> PrometheusSettings:
 
 
 def target(
-    ref: TargetRef, kinds: Sequence[MetricKind] = ALL_KINDS, selector: RequestSelector | None = None
+    ref: TargetRef, kinds: Sequence[MetricKind] = ALL_KINDS, selector: SeriesSelector | None = None
 ) -> Target:
     if selector is None and ref == CUSTOM_REF:
         selector = CUSTOM
-    config = TargetConfig(metrics=tuple(kinds), bounds=Bounds(1, 20), target_requests_per_pod=10.0,
-                          requests_selector=selector)  # fmt: skip
+    selectors = {} if selector is None else {MetricKind.REQUESTS: selector}
+    config = TargetConfig(metrics=tuple(kinds), bounds=Bounds(1, 20),
+                          per_pod={MetricKind.REQUESTS: 10.0}, selectors=selectors)  # fmt: skip
     return Target(WorkloadState(ref, 2, 2), config)
 
 
@@ -176,7 +169,7 @@ def test_history_matches_the_data_at_every_step(
     observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv, ref: TargetRef
 ) -> None:
     for kind in MetricKind:
-        series = observed[0].history(ref, kind)
+        series = observed[0].recorded(ref, kind)
         assert series is not None
         # Six hours at one-minute steps; only the points next to rollouts and gaps are not pinned.
         assert _compare_history(series, prometheus.dataset, ref, kind) > 280
@@ -185,7 +178,7 @@ def test_history_matches_the_data_at_every_step(
 def test_history_never_dips_at_a_counter_reset(
     observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
 ) -> None:
-    series = observed[0].history(SHOP_API, MetricKind.REQUESTS)
+    series = observed[0].recorded(SHOP_API, MetricKind.REQUESTS)
     assert series is not None
     reset = pd.Timestamp(prometheus.anchor - 2 * HOURS, unit="s", tz="UTC")
     around = series[reset - pd.Timedelta(minutes=5) : reset + pd.Timedelta(minutes=5)]
@@ -226,7 +219,7 @@ def test_a_target_only_gets_series_of_its_own_namespace(prometheus: PromEnv) -> 
     assert set(loads) == {BLOG_API}
     cpu = next(r for r in source.last_fetches if r.kind is MetricKind.CPU)
     assert cpu.returned > cpu.series == 1
-    assert source.history(borrowed, MetricKind.REQUESTS) is None
+    assert source.recorded(borrowed, MetricKind.REQUESTS) is None
 
 
 # --- broken data ------------------------------------------------------------------------------------
@@ -259,7 +252,7 @@ def test_nan_points_are_dropped_not_kept(prometheus: PromEnv) -> None:
     source.observe([target(BROKEN, kinds=(MetricKind.MEMORY,))], prometheus.anchor)
     (record,) = source.last_fetches
     assert record.dropped >= 14  # the last fifteen minutes read NaN
-    series = source.history(BROKEN, MetricKind.MEMORY)
+    series = source.recorded(BROKEN, MetricKind.MEMORY)
     assert series is not None
     assert series.index[-1].timestamp() < prometheus.anchor - 14 * 60
     assert (series.dropna() >= 0).all()
@@ -270,15 +263,15 @@ def test_a_gappy_kind_is_missing_even_with_a_fresh_point(prometheus: PromEnv) ->
     loads = source.observe(
         [target(BROKEN, kinds=(MetricKind.REQUESTS, MetricKind.CPU))], prometheus.anchor
     )
-    assert loads[BROKEN].requests is None
-    series = source.history(BROKEN, MetricKind.REQUESTS)
+    assert loads[BROKEN].get(MetricKind.REQUESTS) is None
+    series = source.recorded(BROKEN, MetricKind.REQUESTS)
     assert series is not None
     assert series.index[-1].timestamp() == prometheus.anchor  # fresh, yet too many holes before it
     # The same counter passes with a tolerance for missing points that it meets.
     lenient = PrometheusSource(settings_for(prometheus, max_missing_share=0.7))
     assert lenient.observe([target(BROKEN, kinds=(MetricKind.REQUESTS,))], prometheus.anchor)[
         BROKEN
-    ].requests
+    ].get(MetricKind.REQUESTS)
 
 
 # --- batching and incremental fetches -----------------------------------------------------------------
@@ -318,20 +311,20 @@ def test_incremental_ticks_ask_only_for_the_new_window(prometheus: PromEnv) -> N
     assert {(r.purpose, r.start, r.end) for r in source.last_fetches} == {
         (FetchPurpose.HISTORY, first - 6 * HOURS, first)
     }
-    cached = source.history(WEB, MetricKind.CPU)
+    cached = source.recorded(WEB, MetricKind.CPU)
     assert cached is not None
     loads = source.observe(targets, prometheus.anchor + 30)  # between two steps: aligned down
     assert {(r.purpose, r.start, r.end) for r in source.last_fetches} == {
         (FetchPurpose.UPDATE, first - STEP, prometheus.anchor)
     }
     assert all(r.points == 2 * 12 for r in source.last_fetches)  # 10 new steps, 1 overlap, 1 repeat
-    grown = source.history(WEB, MetricKind.CPU)
+    grown = source.recorded(WEB, MetricKind.CPU)
     assert grown is not None
     # Ten new points at the end, and the cache (bounded to six hours) dropped ten at the start.
     assert len(grown) == len(cached)
     assert grown.index[-1].timestamp() == prometheus.anchor
     assert grown.index[0] == cached.index[10]
-    sample = loads[WEB].cpu
+    sample = loads[WEB].get(MetricKind.CPU)
     assert sample is not None
     assert sample.at == prometheus.anchor  # the time it describes, not `now`
 
@@ -342,7 +335,7 @@ def test_a_new_target_among_known_ones_gets_its_own_history_fetch(prometheus: Pr
     source.observe([target(WEB), target(BLOG_API)], prometheus.anchor)
     purposes = sorted((r.purpose.value, r.targets) for r in source.last_fetches)
     assert purposes == [("history", 1)] * 3 + [("update", 1)] * 3
-    series = source.history(BLOG_API, MetricKind.CPU)
+    series = source.recorded(BLOG_API, MetricKind.CPU)
     assert series is not None
     assert len(series) == 6 * 60 + 1
 
@@ -363,7 +356,7 @@ def test_chunked_history_equals_a_single_query(prometheus: PromEnv, limits: dict
     assert [r.queries for r in whole.last_fetches] == [1]
     assert [r.queries for r in chunked.last_fetches] == [4]  # 361 points in chunks of 100
     for ref in (WEB, GAPPY):
-        a, b = whole.history(ref, MetricKind.CPU), chunked.history(ref, MetricKind.CPU)
+        a, b = whole.recorded(ref, MetricKind.CPU), chunked.recorded(ref, MetricKind.CPU)
         assert a is not None
         assert b is not None
         pd.testing.assert_series_equal(a, b)
@@ -373,8 +366,8 @@ def test_forgotten_targets_are_dropped_from_the_cache(prometheus: PromEnv) -> No
     source = PrometheusSource(settings_for(prometheus))
     source.observe([target(WEB), target(BLOG_API)], prometheus.anchor)
     source.observe([target(WEB)], prometheus.anchor)
-    assert source.history(BLOG_API, MetricKind.CPU) is None
-    assert source.history(WEB, MetricKind.CPU) is not None
+    assert source.recorded(BLOG_API, MetricKind.CPU) is None
+    assert source.recorded(WEB, MetricKind.CPU) is not None
 
 
 # --- history series ---------------------------------------------------------------------------------
@@ -383,7 +376,7 @@ def test_forgotten_targets_are_dropped_from_the_cache(prometheus: PromEnv) -> No
 def test_history_is_a_regular_utc_series(
     observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
 ) -> None:
-    series = observed[0].history(GAPPY, MetricKind.CPU)
+    series = observed[0].recorded(GAPPY, MetricKind.CPU)
     assert series is not None
     index = series.index
     assert isinstance(index, pd.DatetimeIndex)
@@ -423,7 +416,7 @@ def test_fetch_history_serves_a_backtest_without_touching_the_cache(prometheus: 
         assert values.index[0].timestamp() == start
         assert _compare_history(values, prometheus.dataset, WEB, kind) == 121
     assert all(r.purpose is FetchPurpose.BACKTEST and r.series == 1 for r in source.last_fetches)
-    assert source.history(WEB, MetricKind.CPU) is None
+    assert source.recorded(WEB, MetricKind.CPU) is None
     custom = source.fetch_history(CUSTOM_REF, [MetricKind.REQUESTS], start, end, selector=CUSTOM)
     assert (
         _compare_history(
@@ -465,14 +458,14 @@ def test_stopped_server_raises_after_retries_and_the_next_tick_recovers(
     own_server.start()
     loads = source.observe(targets, prometheus.anchor)
     assert set(loads) == {WEB, BLOG_API}
-    cpu = loads[WEB].cpu
+    cpu = loads[WEB].get(MetricKind.CPU)
     assert cpu is not None
     assert cpu.at == prometheus.anchor
     assert close_to(
         cpu.value, prometheus.dataset.expected(WEB, MetricKind.CPU, prometheus.anchor, WINDOW) or -1
     )
     # The failed tick's window is fetched by the next one: nothing is missing in between.
-    series = source.history(WEB, MetricKind.CPU)
+    series = source.recorded(WEB, MetricKind.CPU)
     assert series is not None
     assert series.iloc[-3:].notna().all()
 
@@ -490,12 +483,12 @@ def test_frozen_server_raises_a_timeout(prometheus: PromEnv, own_server: PromSer
 
 def test_rejected_custom_selector_costs_only_its_targets(prometheus: PromEnv) -> None:
     # Built directly: the annotation grammar refuses lookaheads, which RE2 cannot run.
-    bad = RequestSelector("app_hits_total", (LabelMatcher("handler", MatchOp.REGEX, "(?=/)checkout"),))
+    bad = SeriesSelector("app_hits_total", (LabelMatcher("handler", MatchOp.REGEX, "(?=/)checkout"),))
     source = PrometheusSource(settings_for(prometheus))
     loads = source.observe([target(CUSTOM_REF, selector=bad), target(WEB)], prometheus.anchor)
-    assert loads[CUSTOM_REF].requests is None
-    assert loads[CUSTOM_REF].cpu is not None
-    assert loads[WEB].requests is not None
+    assert loads[CUSTOM_REF].get(MetricKind.REQUESTS) is None
+    assert loads[CUSTOM_REF].get(MetricKind.CPU) is not None
+    assert loads[WEB].get(MetricKind.REQUESTS) is not None
     with pytest.raises(PrometheusRejected) as raised:
         source.fetch_history(CUSTOM_REF, [MetricKind.REQUESTS], 0.0, prometheus.anchor, selector=bad)
     assert raised.value.status == 400
@@ -669,4 +662,4 @@ def test_default_settings() -> None:
     assert settings.step_s == 60
     assert settings.rate_window == "2m"
     assert settings.history_s == 3 * 86400
-    assert settings.default_requests_selector == RequestSelector("http_requests_total")
+    assert settings.default_requests_selector == SeriesSelector("http_requests_total")

@@ -18,29 +18,20 @@ from typing import Any
 
 import pytest
 
-from autoscaler.model import (
-    Bounds,
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, Target, TargetConfig, TargetRef, WorkloadState
+from autoscaler.selectors import (
+    MAX_MATCHERS,
     LabelMatcher,
     MatchOp,
-    MetricKind,
-    RequestSelector,
-    Target,
-    TargetConfig,
-    TargetRef,
-    WorkloadState,
-)
-from autoscaler.promql import (
-    MAX_MATCHERS,
     SelectorError,
-    escape_regex_alternation,
-    escape_string,
-    group_targets,
-    load_query,
-    parse_request_selector,
+    SeriesSelector,
+    parse_selector,
 )
+from autoscaler.sources.promql import escape_regex_alternation, escape_string, group_targets, load_query
 from tests.promserver import ESCAPE_PROBES, PromEnv
 
-DEFAULT = RequestSelector("http_requests_total")
+DEFAULT = SeriesSelector("http_requests_total")
 _UNESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -136,12 +127,12 @@ def test_escaped_values_match_exactly_in_real_prometheus(prometheus: PromEnv) ->
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("http_requests_total", RequestSelector("http_requests_total"), id="bare-metric"),
-        pytest.param("  app:hits_total  ", RequestSelector("app:hits_total"), id="colon-and-blanks"),
-        pytest.param("m{}", RequestSelector("m"), id="empty-braces"),
+        pytest.param("http_requests_total", SeriesSelector("http_requests_total"), id="bare-metric"),
+        pytest.param("  app:hits_total  ", SeriesSelector("app:hits_total"), id="colon-and-blanks"),
+        pytest.param("m{}", SeriesSelector("m"), id="empty-braces"),
         pytest.param(
             'http_requests_total{code!~"5..", handler="/api"}',
-            RequestSelector(
+            SeriesSelector(
                 "http_requests_total",
                 (
                     LabelMatcher("code", MatchOp.NOT_REGEX, "5.."),
@@ -152,7 +143,7 @@ def test_escaped_values_match_exactly_in_real_prometheus(prometheus: PromEnv) ->
         ),
         pytest.param(
             'm{a="1",b!="2",c=~"x|y",d!~"z.*",}',
-            RequestSelector(
+            SeriesSelector(
                 "m",
                 (
                     LabelMatcher("a", MatchOp.EQUAL, "1"),
@@ -165,40 +156,40 @@ def test_escaped_values_match_exactly_in_real_prometheus(prometheus: PromEnv) ->
         ),
         pytest.param(
             'm{path="a\\"b\\\\c"}',
-            RequestSelector("m", (LabelMatcher("path", MatchOp.EQUAL, 'a"b\\c'),)),
+            SeriesSelector("m", (LabelMatcher("path", MatchOp.EQUAL, 'a"b\\c'),)),
             id="escaped-quote-and-backslash",
         ),
         pytest.param(
             'm{\tservice = "checkout" }',
-            RequestSelector("m", (LabelMatcher("service", MatchOp.EQUAL, "checkout"),)),
+            SeriesSelector("m", (LabelMatcher("service", MatchOp.EQUAL, "checkout"),)),
             id="blanks-around-operator",
         ),
         pytest.param(
             'm{a=~".*\\"}"}',
-            RequestSelector("m", (LabelMatcher("a", MatchOp.REGEX, '.*"}'),)),
+            SeriesSelector("m", (LabelMatcher("a", MatchOp.REGEX, '.*"}'),)),
             id="escaped-quote-and-brace-stay-in-the-value",
         ),
         pytest.param(
             'm{a=~"(?i)get|(?P<verb>post)|(?-s:.)"}',
-            RequestSelector("m", (LabelMatcher("a", MatchOp.REGEX, "(?i)get|(?P<verb>post)|(?-s:.)"),)),
+            SeriesSelector("m", (LabelMatcher("a", MatchOp.REGEX, "(?i)get|(?P<verb>post)|(?-s:.)"),)),
             id="flags-and-named-group",
         ),
         pytest.param(
             'm{route=~"/api/(v1|v2)/.+"}',
-            RequestSelector("m", (LabelMatcher("route", MatchOp.REGEX, "/api/(v1|v2)/.+"),)),
+            SeriesSelector("m", (LabelMatcher("route", MatchOp.REGEX, "/api/(v1|v2)/.+"),)),
             id="regex-with-group",
         ),
         pytest.param(
             "m{" + ",".join(f'l{i}="v"' for i in range(MAX_MATCHERS)) + "}",
-            RequestSelector(
+            SeriesSelector(
                 "m", tuple(LabelMatcher(f"l{i}", MatchOp.EQUAL, "v") for i in range(MAX_MATCHERS))
             ),
             id="ten-matchers",
         ),
     ],
 )
-def test_selector_accepted(text: str, expected: RequestSelector) -> None:
-    assert parse_request_selector(text) == expected
+def test_selector_accepted(text: str, expected: SeriesSelector) -> None:
+    assert parse_selector(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -249,7 +240,7 @@ def test_selector_accepted(text: str, expected: RequestSelector) -> None:
 )
 def test_selector_rejected(text: str, message: str) -> None:
     with pytest.raises(SelectorError, match=message):
-        parse_request_selector(text)
+        parse_selector(text)
 
 
 def test_selector_error_is_a_value_error() -> None:
@@ -260,13 +251,14 @@ def test_selector_error_is_a_value_error() -> None:
 
 
 def _target(ns: str, name: str, kinds: tuple[MetricKind, ...] = tuple(MetricKind),
-            selector: RequestSelector | None = None) -> Target:  # fmt: skip
-    config = TargetConfig(metrics=kinds, bounds=Bounds(1, 10), target_requests_per_pod=10.0,
-                          requests_selector=selector)  # fmt: skip
+            selector: SeriesSelector | None = None) -> Target:  # fmt: skip
+    selectors = {} if selector is None else {MetricKind.REQUESTS: selector}
+    config = TargetConfig(metrics=kinds, bounds=Bounds(1, 10), per_pod={MetricKind.REQUESTS: 10.0},
+                          selectors=selectors)  # fmt: skip
     return Target(WorkloadState(TargetRef(ns, name), 1, 1), config)
 
 
-CUSTOM = RequestSelector("app_hits_total", (LabelMatcher("handler", MatchOp.EQUAL, "/checkout"),))
+CUSTOM = SeriesSelector("app_hits_total", (LabelMatcher("handler", MatchOp.EQUAL, "/checkout"),))
 
 
 def _namespace_regexes(query: str) -> set[str]:
@@ -289,7 +281,7 @@ def test_only_distinct_selectors_add_groups() -> None:
     targets = [
         _target("a", "x"),
         _target("a", "y", selector=CUSTOM),
-        _target("b", "z", selector=RequestSelector("app_hits_total", (CUSTOM.matchers[0],))),  # equal
+        _target("b", "z", selector=SeriesSelector("app_hits_total", (CUSTOM.matchers[0],))),  # equal
         _target("b", "w", selector=DEFAULT),  # the default named explicitly
         _target("c", "cpu-only", kinds=(MetricKind.CPU,)),
     ]
@@ -335,7 +327,7 @@ def test_ownership_is_read_once_over_the_whole_range() -> None:
 
 
 def test_user_matchers_are_escaped_and_the_namespace_is_ours() -> None:
-    selector = RequestSelector("m", (LabelMatcher("path", MatchOp.REGEX, '/a"b\\.c'),))
+    selector = SeriesSelector("m", (LabelMatcher("path", MatchOp.REGEX, '/a"b\\.c'),))
     query = load_query(MetricKind.REQUESTS, [TargetRef("ns", "d")], rate_window="2m", start=0, end=0,
                        selector=selector)  # fmt: skip
     assert 'rate(m{path=~"/a\\"b\\\\.c",namespace=~"ns"}[2m])' in query

@@ -7,66 +7,65 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.model import (
-    Bounds,
-    LoadSnapshot,
-    MetricKind,
-    Sample,
-    Target,
-    TargetConfig,
-    TargetRef,
-    WorkloadState,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, LoadSnapshot, Sample, Target, TargetConfig, TargetRef, WorkloadState
 from autoscaler.policy import Decision, HpaPolicy, Reason
-from autoscaler.reconcile import (
-    DecisionMemory,
+from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
+from autoscaler.stages import (
+    ActOutcome,
+    ActuationResult,
+    Actuator,
+    ClusterReader,
     MetricsUnavailable,
-    Stages,
+    Recorder,
+    Snapshot,
     WithoutForecasts,
-    reconcile_once,
+    WithoutHistory,
 )
 
 CONFIG = TargetConfig(metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50),
-                      target_requests_per_pod=10.0)  # fmt: skip
+                      per_pod={MetricKind.REQUESTS: 10.0})  # fmt: skip
 A, B = TargetRef("ns", "a"), TargetRef("ns", "b")
 
 
 @dataclass
-class Cluster:
+class Cluster(ClusterReader, Actuator):
     replicas: dict[TargetRef, int]
     refuse: bool = False
     patches: list[tuple[TargetRef, int]] = field(default_factory=list)
 
-    def targets(self) -> Sequence[Target]:
-        return tuple(Target(WorkloadState(ref, n, n), CONFIG) for ref, n in self.replicas.items())
+    def snapshot(self, now: float) -> Snapshot:
+        return Snapshot(
+            tuple(Target(WorkloadState(ref, n, n), CONFIG) for ref, n in self.replicas.items())
+        )
 
-    def apply(self, decision: Decision) -> bool:
+    def apply(self, decision: Decision, target: Target) -> ActuationResult:
         if not decision.changed:
-            return True
+            return ActuationResult(ActOutcome.UNCHANGED)
         self.patches.append((decision.ref, decision.replicas))
         if self.refuse:
-            return False
+            return ActuationResult(ActOutcome.UNAVAILABLE)
         self.replicas[decision.ref] = decision.replicas
-        return True
+        return ActuationResult(ActOutcome.APPLIED)
 
 
 @dataclass
-class Metrics:
+class Metrics(WithoutHistory):
     rps: dict[TargetRef, float]
     down: bool = False
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         if self.down:
             raise MetricsUnavailable("prometheus unreachable")
-        return {ref: LoadSnapshot(requests=Sample(v, now - 30)) for ref, v in self.rps.items()}
+        return {ref: LoadSnapshot.of(requests=Sample(v, now - 30)) for ref, v in self.rps.items()}
 
 
 @dataclass
-class Log:
+class Log(Recorder):
     seen: list[tuple[Decision, bool]] = field(default_factory=list)
 
-    def record(self, decision: Decision, applied: bool) -> None:
-        self.seen.append((decision, applied))
+    def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
+        self.seen.append((decision, result.applied))
 
 
 def make(

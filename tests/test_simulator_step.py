@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate import Grid, Scenario, Trace, run, score
 
 T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())

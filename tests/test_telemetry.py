@@ -28,30 +28,29 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from autoscaler.actuator import ActOutcome
 from autoscaler.cli import main
-from autoscaler.controller import TickSummary
 from autoscaler.forecast_stage import ModelForecaster
-from autoscaler.health import HealthServer
 from autoscaler.kube import Forbidden, Kind, connect
-from autoscaler.logs import LogFormat, configure_logging
+from autoscaler.metrics import MetricKind
 from autoscaler.model import (
     Bounds,
     ForecastQuality,
     Forecasts,
     LoadForecast,
     LoadSnapshot,
-    MetricKind,
     Sample,
     Target,
     TargetConfig,
     TargetRef,
     WorkloadState,
 )
+from autoscaler.observability.health import HealthServer
+from autoscaler.observability.logs import LogFormat, configure_logging
+from autoscaler.observability.telemetry import Direction, ReplicaSource, Telemetry
+from autoscaler.patches import scale_patch
 from autoscaler.policy import Decision, Mode, Reason
-from autoscaler.prometheus import PrometheusSettings, PrometheusSource
-from autoscaler.reconcile import MetricsUnavailable
-from autoscaler.telemetry import Direction, ReplicaSource, TargetState, Telemetry
+from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
+from autoscaler.stages import ActOutcome, MetricsUnavailable, Standing, TickReport
 from tests.fakekube import FakeKube
 
 NOW = 1_800_000_000.0
@@ -102,17 +101,17 @@ def forecast() -> LoadForecast:
     )
 
 
-def summary(*decisions: Decision, applied: bool = True, acted: bool = True) -> TickSummary:
+def summary(*decisions: Decision, applied: bool = True, acted: bool = True) -> TickReport:
     outcome = ActOutcome.APPLIED if applied else ActOutcome.UNCHANGED
-    return TickSummary(
+    return TickReport(
         acted=acted,
         decisions=decisions,
         outcomes={d.ref: outcome for d in decisions},
         metrics_available=True,
         refused=(),
         invalid=(TargetRef("shop", "bad"),),
-        loads={d.ref: LoadSnapshot(cpu=Sample(1.5, NOW - 30)) for d in decisions},
-        forecasts={d.ref: Forecasts(cpu=forecast()) for d in decisions},
+        loads={d.ref: LoadSnapshot.of(cpu=Sample(1.5, NOW - 30)) for d in decisions},
+        forecasts={d.ref: Forecasts.of(cpu=forecast()) for d in decisions},
     )
 
 
@@ -176,7 +175,7 @@ def test_a_target_that_goes_away_takes_its_series_with_it() -> None:
 def test_a_follower_exports_no_target_series() -> None:
     t = Telemetry()
     t.tick_done(summary(decision(WEB)), 0.05, NOW)
-    t.tick_done(TickSummary(False, (), {}, True, (), ()), 0.001, NOW + 30)
+    t.tick_done(TickReport(False, (), {}, True, (), ()), 0.001, NOW + 30)
     assert target_samples(t, WEB) == []
     assert value(t, "predictive_autoscaler_targets", state="active") == 0
 
@@ -213,7 +212,7 @@ def test_label_values_are_bounded() -> None:
         "mode": {m.value for m in Mode},
         "reason": {r.value for r in Reason},
         "direction": {d.value for d in Direction},
-        "state": {s.value for s in TargetState},
+        "state": {s.value for s in Standing},
         "outcome": {o.value for o in ActOutcome} | {"ok", "error"},
         "code": {"0"},
         "le": None,  # histogram buckets: fixed at construction
@@ -240,7 +239,7 @@ def test_kube_errors_are_counted_by_code(fake_kube: FakeKube, kubeconfig: Path) 
     assert value(t, "predictive_autoscaler_kube_api_errors_total", code="404") is None
     fake_kube.inject("PATCH", r"/scale$", 403, times=1)
     with pytest.raises(Forbidden):
-        kube.scale("shop", "web", 3)
+        kube.patch(scale_patch(WEB, 3))
     fake_kube.inject("GET", r"/deployments", 503, times=1)
     with pytest.raises(Exception, match="list deployments"):
         kube.list(Kind.DEPLOYMENT, "shop")
@@ -259,7 +258,8 @@ def test_prometheus_queries_are_timed() -> None:
     settings = PrometheusSettings(url=f"http://127.0.0.1:{closed_port()}")
     source = PrometheusSource(settings, sleep=lambda _: None, on_query=t.query_done)
     target = Target(
-        WorkloadState(WEB, 2, 2, pod_cpu_request=0.5), TargetConfig((MetricKind.CPU,), Bounds(1, 10))
+        WorkloadState(WEB, 2, 2, pod_requests={MetricKind.CPU: 0.5}),
+        TargetConfig((MetricKind.CPU,), Bounds(1, 10)),
     )
     with pytest.raises(MetricsUnavailable):
         source.observe([target], NOW)
@@ -345,10 +345,15 @@ def test_seeding_works_whatever_the_index_unit(unit: Literal["s", "us", "ns"]) -
     start = NOW - 86_400
     index = pd.date_range(pd.Timestamp(int(start), unit="s", tz="UTC"), periods=1440, freq="60s")
     history = pd.Series(20 + 5 * np.sin(np.arange(1440) / 240 * 2 * np.pi), index=index.as_unit(unit))
-    stage = ModelForecaster(history=lambda ref, kind: history)
-    config = TargetConfig((MetricKind.REQUESTS,), Bounds(1, 50), target_requests_per_pod=10.0)
+    stage = ModelForecaster()
+
+    class Recorded:
+        def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
+            return history
+
+    config = TargetConfig((MetricKind.REQUESTS,), Bounds(1, 50), per_pod={MetricKind.REQUESTS: 10.0})
     target = Target(WorkloadState(WEB, 2, 2), config)
-    out = stage.forecasts([target], {}, NOW)
-    seeded = out[WEB].requests
+    out = stage.forecasts([target], {}, NOW, Recorded())
+    seeded = out[WEB].get(MetricKind.REQUESTS)
     assert seeded is not None, "the recorded past seeds a forecast at once"
     assert seeded.quality.checked > 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate import Grid, Trace, default_scenario, load_trace, run, score
 from autoscaler.simulate.scoring import scored_slice
 from tests.conftest import TRACES_DIR

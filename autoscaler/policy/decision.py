@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, TypeVar
 
-from autoscaler.model import Forecasts, LoadSnapshot, MetricKind, Target, TargetConfig, TargetRef
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Forecasts, LoadSnapshot, Setpoint, Target, TargetConfig, TargetRef
 
 __all__ = [
     "Decision",
@@ -176,6 +177,8 @@ class Decision:
     trend_load: float | None = None
     lead_s: float | None = None
     untrusted: frozenset[MetricKind] = frozenset()
+    # What this decision sets on the workload, filled in by the target's scale mode (`modes.aim`).
+    setpoint: Setpoint | None = None
 
     @property
     def changed(self) -> bool:

@@ -21,14 +21,9 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from autoscaler.model import MetricKind, TargetConfig, WorkloadState
-from autoscaler.policy.decision import (
-    Decision,
-    DecisionHistory,
-    Mode,
-    PolicyInputs,
-    Reason,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import TargetConfig, WorkloadState
+from autoscaler.policy.decision import Decision, DecisionHistory, Mode, PolicyInputs, Reason
 
 __all__ = [
     "DEFAULT_BEHAVIOR",

@@ -35,7 +35,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from autoscaler.model import ForecastQuality, LoadForecast, MetricKind, TargetConfig
+from autoscaler.metrics import MetricKind
+from autoscaler.model import ForecastQuality, LoadForecast, TargetConfig
 from autoscaler.policy.decision import Decision, Mode, PolicyInputs, Reason
 from autoscaler.policy.hpa import (
     DEFAULT_BEHAVIOR,

@@ -13,13 +13,15 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from autoscaler.forecast_stage import ModelForecaster
-from autoscaler.model import MetricKind, TargetRef
+from autoscaler.metrics import MetricKind
+from autoscaler.model import TargetRef
 from autoscaler.policy import Decision, HpaPolicy, Policy, PredictivePolicy
-from autoscaler.reconcile import DecisionMemory, Stages, WithoutForecasts, reconcile_once
+from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
 from autoscaler.simulate.scenario import Scenario
 from autoscaler.simulate.tape import ForecastTape
 from autoscaler.simulate.trace import Trace
 from autoscaler.simulate.world import SimCluster, SimMetrics, SimRecorder
+from autoscaler.stages import WithoutForecasts
 
 __all__ = ["POLICIES", "Grid", "RunResult", "run"]
 

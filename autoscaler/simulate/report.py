@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.simulate.scoring import SLO_UNSERVED_PCT, Scores
 from autoscaler.simulate.study import Study, SweepResult
+from autoscaler.timefmt import iso_utc
 
 __all__ = ["ratios_against_hpa", "to_json", "to_text"]
 
@@ -55,16 +55,12 @@ def _sweep_of(study: Study, policy: str) -> SweepResult | None:
     return next((s for s in study.sweep if s.policy == policy), None)
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _trace_json(study: Study) -> dict[str, Any]:
     trace = study.trace
     return {
         "name": trace.name,
-        "start": _iso(trace.start),
-        "end": _iso(trace.end),
+        "start": iso_utc(trace.start),
+        "end": iso_utc(trace.end),
         "step_s": trace.step_s,
         "rows": len(trace.times),
         "days": trace.duration_s / 86_400,
@@ -117,7 +113,7 @@ def to_text(study: Study) -> str:
     trace = study.trace
     scored_days = (trace.duration_s - sc.warmup_s) / 86_400
     lines = [
-        f"trace     {trace.name}: {_iso(trace.start)} .. {_iso(trace.end)}, "
+        f"trace     {trace.name}: {iso_utc(trace.start)} .. {iso_utc(trace.end)}, "
         f"step {trace.step_s} s, {trace.duration_s / 86_400:.2f} days "
         f"(first {sc.warmup_s / 86_400:g} days warm-up, {scored_days:.2f} days scored)",
         f"scenario  kind={sc.kind.value} capacity={sc.capacity:.4g} units/s per pod "

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate.trace import Trace
 
 __all__ = ["Scenario", "ScenarioError", "default_scenario"]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autoscaler.forecast_stage import ModelForecaster
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate.engine import Grid, RunResult, run
 from autoscaler.simulate.scenario import Scenario
 from autoscaler.simulate.scoring import Scores, SloCost, cost_at_slo, score

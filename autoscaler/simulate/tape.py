@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
-from autoscaler.reconcile import Forecaster
+from autoscaler.stages import NO_HISTORY, Forecaster, RecordedLoad
 
 __all__ = ["ForecastTape"]
 
@@ -35,10 +35,14 @@ class ForecastTape:
         return replay
 
     def forecasts(
-        self, targets: Sequence[Target], loads: Mapping[TargetRef, LoadSnapshot], now: float
+        self,
+        targets: Sequence[Target],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        now: float,
+        past: RecordedLoad = NO_HISTORY,
     ) -> Mapping[TargetRef, Forecasts]:
         if self._inner is not None:
-            self.last = self._inner.forecasts(targets, loads, now)
+            self.last = self._inner.forecasts(targets, loads, now, past)
             self._ticks[now] = self.last
         else:
             self.last = self._ticks.get(now, {})

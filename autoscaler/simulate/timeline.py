@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from autoscaler.model import MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.simulate.study import Study
+from autoscaler.timefmt import iso_utc
 
 __all__ = ["write_timeline"]
 
@@ -49,7 +49,7 @@ def write_timeline(study: Study, path: Path) -> None:
         out.writerow(header)
         for k, t in enumerate(grid.times.tolist()):
             row: list[str] = [
-                datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                iso_utc(t),
                 f"{grid.demand[k]:.6g}",
                 "" if np.isnan(shown[k]) else f"{shown[k]:.6g}",
             ]

@@ -11,18 +11,19 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 
-from autoscaler.model import (
-    Bounds,
-    LoadSnapshot,
-    MetricKind,
-    Sample,
-    Target,
-    TargetConfig,
-    TargetRef,
-    WorkloadState,
-)
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Bounds, LoadSnapshot, Sample, Target, TargetConfig, TargetRef, WorkloadState
 from autoscaler.policy import Decision
 from autoscaler.simulate.scenario import Scenario
+from autoscaler.stages import (
+    ActOutcome,
+    ActuationResult,
+    Actuator,
+    ClusterReader,
+    Recorder,
+    Snapshot,
+    WithoutHistory,
+)
 
 __all__ = ["SimCluster", "SimMetrics", "SimRecorder", "target_config"]
 
@@ -40,11 +41,11 @@ def target_config(scenario: Scenario) -> TargetConfig:
         metrics=(MetricKind.REQUESTS,),
         bounds=bounds,
         target_utilization=scenario.target_utilization,
-        target_requests_per_pod=scenario.target_utilization * scenario.capacity,
+        per_pod={MetricKind.REQUESTS: scenario.target_utilization * scenario.capacity},
     )
 
 
-class SimCluster:
+class SimCluster(ClusterReader, Actuator):
     """One Deployment; `now` is advanced by the engine's manual clock."""
 
     def __init__(self, ref: TargetRef, scenario: Scenario, initial_replicas: int, start: float):
@@ -52,7 +53,8 @@ class SimCluster:
         self.now = start
         self._delay = scenario.startup_delay_s
         self._config = target_config(scenario)
-        self._cpu_request = scenario.capacity if scenario.kind is MetricKind.CPU else None
+        # A CPU trace's capacity is what a pod requests, so that utilization is of the request.
+        self._requests = {MetricKind.CPU: scenario.capacity} if scenario.kind is MetricKind.CPU else {}
         # Creation times, oldest first; the initial pods are ready at the start.
         self._created: list[float] = [start - self._delay] * initial_replicas
         self._first_new_pod: float | None = None
@@ -65,21 +67,21 @@ class SimCluster:
     def ready(self) -> int:
         return bisect_right(self._created, self.now - self._delay)
 
-    def targets(self) -> Sequence[Target]:
+    def snapshot(self, now: float) -> Snapshot:
         first = self._first_new_pod
         state = WorkloadState(
             ref=self.ref,
             spec_replicas=len(self._created),
             ready_replicas=self.ready,
-            pod_cpu_request=self._cpu_request,
+            pod_requests=self._requests,
             # Known once a pod this run created has turned ready, as a controller would see it.
             measured_startup_s=(
                 float(self._delay) if first is not None and self.now >= first + self._delay else None
             ),
         )
-        return (Target(state, self._config),)
+        return Snapshot((Target(state, self._config),))
 
-    def apply(self, decision: Decision) -> bool:
+    def apply(self, decision: Decision, target: Target) -> ActuationResult:
         wanted = decision.replicas
         have = len(self._created)
         if wanted > have:
@@ -88,10 +90,10 @@ class SimCluster:
                 self._first_new_pod = self.now
         elif wanted < have:
             del self._created[wanted:]
-        return True
+        return ActuationResult(ActOutcome.APPLIED if wanted != have else ActOutcome.UNCHANGED)
 
 
-class SimMetrics:
+class SimMetrics(WithoutHistory):
     """Aggregate load as a scrape would show it at the engine's current step.
 
     `signal` is filled by the engine step by step: the demand itself for request-rate traces (counted at
@@ -131,17 +133,15 @@ class SimMetrics:
         if value is None:
             return {}
         sample = Sample(value, now - self._lag_s, self._window_s)
-        if self._kind is MetricKind.CPU:
-            return {self._ref: LoadSnapshot(cpu=sample)}
-        return {self._ref: LoadSnapshot(requests=sample)}
+        return {self._ref: LoadSnapshot({self._kind: sample})}
 
 
-class SimRecorder:
+class SimRecorder(Recorder):
     """Keeps the decisions that changed the replica count, for reports and the timeline."""
 
     def __init__(self) -> None:
         self.changes: list[Decision] = []
 
-    def record(self, decision: Decision, applied: bool) -> None:
-        if decision.changed and applied:
+    def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
+        if decision.changed and result.applied:
             self.changes.append(decision)

@@ -26,25 +26,16 @@ from enum import Enum
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from autoscaler.actuator import ActOutcome
-from autoscaler.controller import TickSummary
 from autoscaler.kube import KubeError
-from autoscaler.model import Forecasts, LoadSnapshot, MetricKind, TargetRef
+from autoscaler.metrics import METRICS
+from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
 from autoscaler.policy import Decision, Mode
+from autoscaler.stages import ActOutcome, Standing, TickReport
 
-__all__ = ["PREFIX", "Direction", "ReplicaSource", "TargetState", "Telemetry"]
+__all__ = ["PREFIX", "Direction", "ReplicaSource", "Telemetry"]
 
 PREFIX = "predictive_autoscaler_"
 TARGET_LABELS = ("namespace", "deployment")
-
-
-class TargetState(Enum):
-    """Where an opted-in Deployment stands in the latest tick."""
-
-    ACTIVE = "active"  # decided for
-    REFUSED = "refused"  # mode replicas with an HPA, or mode hpa without one
-    INVALID = "invalid"  # annotations that cannot be used
-    COOLING_DOWN = "cooling-down"  # left alone for a while after a permission error
 
 
 class Direction(Enum):
@@ -168,8 +159,8 @@ class Telemetry:
             self.query_seconds.labels(outcome)
         for act in ActOutcome:
             self.actuations.labels(act.value)
-        for state in TargetState:
-            self.targets.labels(state.value).set(0)
+        for standing in Standing:
+            self.targets.labels(standing.value).set(0)
         self._gauges: dict[TargetRef, set[_Series]] = {}
 
     # --- per controller -------------------------------------------------------------------------
@@ -192,16 +183,16 @@ class Telemetry:
         self.tick_seconds.observe(seconds)
         self.last_tick.set(at)
 
-    def tick_done(self, summary: TickSummary, seconds: float, at: float) -> None:
+    def tick_done(self, summary: TickReport, seconds: float, at: float) -> None:
         self.tick_seconds.observe(seconds)
         self.last_tick.set(at)
         if summary.acted and not summary.metrics_available:
             self.metrics_unavailable.inc()
         counts = {
-            TargetState.ACTIVE: len(summary.decisions),
-            TargetState.REFUSED: len(summary.refused),
-            TargetState.INVALID: len(summary.invalid),
-            TargetState.COOLING_DOWN: len(summary.cooling),
+            Standing.ACTIVE: len(summary.decisions),
+            Standing.REFUSED: len(summary.refused),
+            Standing.INVALID: len(summary.invalid),
+            Standing.COOLING_DOWN: len(summary.cooling),
         }
         for state, count in counts.items():
             self.targets.labels(state.value).set(count)
@@ -259,7 +250,7 @@ class Telemetry:
             if value is not None:
                 out[_Series(gauge, (*target, *extra))] = float(value)
 
-        for kind in MetricKind:
+        for kind in METRICS:
             sample = None if load is None else load.get(kind)
             put(self.load, None if sample is None else sample.value, kind.value)
             forecast = None if forecasts is None else forecasts.get(kind)

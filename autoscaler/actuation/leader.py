@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.kube import Conflict, Kube, KubeError
+from autoscaler.timefmt import iso_utc
 
 __all__ = ["LeaderElector", "LeaseSettings"]
 
@@ -41,10 +41,6 @@ class LeaseSettings:
                 "leader election needs retry period < renew deadline < lease duration, got "
                 f"{self.retry_period_s:g} s, {self.renew_deadline_s:g} s, {self.lease_duration_s:g} s"
             )
-
-
-def _micro(wall: float) -> str:
-    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -99,7 +95,7 @@ class LeaderElector:
         return acquired
 
     def _spec(self, transitions: int, acquired_wall: str | None) -> dict[str, Any]:
-        now = _micro(self._wall())
+        now = iso_utc(self._wall(), micro=True)
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self._settings.lease_duration_s)),
@@ -167,7 +163,11 @@ class LeaderElector:
                 return
             spec = dict(lease.get("spec") or {})
             spec.update(
-                {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": _micro(self._wall())}
+                {
+                    "holderIdentity": "",
+                    "leaseDurationSeconds": 1,
+                    "renewTime": iso_utc(self._wall(), micro=True),
+                }
             )
             lease["spec"] = spec
             self._kube.replace_lease(settings.namespace, settings.name, lease)

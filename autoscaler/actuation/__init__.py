@@ -1,0 +1,2 @@
+"""Acting on the cluster: the actuator that sends a decision's patch, and the Lease that says which
+replica may."""

@@ -1,0 +1,41 @@
+"""`predictive-autoscaler` command line: one module per subcommand. Bad input exits with status 2 and
+one line naming the flag, file or line at fault; no traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from autoscaler.cli.backtest import add_backtest, run_backtest
+from autoscaler.cli.common import EXIT_USAGE, PROG, Parser, UsageError
+from autoscaler.cli.run import add_run, run_controller_command
+from autoscaler.cli.simulate import add_simulate, run_simulate
+from autoscaler.simulate.scenario import ScenarioError
+from autoscaler.simulate.trace import TraceError
+
+__all__ = ["main"]
+
+
+def _build_parser() -> Parser:
+    parser = Parser(prog=PROG, description="Predictive autoscaler for Kubernetes Deployments.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_simulate(commands)
+    add_backtest(commands)
+    add_run(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "simulate":
+            return run_simulate(args)
+        if args.command == "backtest":
+            return run_backtest(args)
+        if args.command == "run":
+            return run_controller_command(args)
+    except (TraceError, ScenarioError, UsageError) as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command!r}")

@@ -1,0 +1,84 @@
+"""Metric kinds as data: one table says, per kind, its unit, whether its series is a counter (the
+load is its rate) or a gauge (the load is its value), how its per-pod target is derived, and which
+per-pod series measure it. Loads are always the aggregate over all pods of a workload.
+
+Everything kind-specific elsewhere reads this table: the annotation parser (names), the cluster
+reader (which pod resource request a utilization target refers to), the policy (per-pod targets),
+the query builder (the series, rated or not) and the Prometheus source (the window a sample
+averages over). Adding a kind is one entry here, with its series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
+
+__all__ = ["METRICS", "MetricKind", "MetricSpec", "Signal"]
+
+
+class MetricKind(Enum):
+    """What load is measured in (the table below gives each its unit)."""
+
+    CPU = "cpu"
+    MEMORY = "memory"
+    REQUESTS = "requests"
+
+
+class Signal(Enum):
+    """How a series carries load."""
+
+    COUNTER = "counter"  # monotonic: the load is its rate over the rate window
+    GAUGE = "gauge"  # a level: the load is its value at the time it was read
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    kind: MetricKind
+    unit: str
+    signal: Signal
+    # The pod resource whose request a utilization target is a percentage of (as in the HPA); None
+    # when the per-pod target is configured as an amount of this kind's unit.
+    request_resource: str | None
+    # The per-pod series; None when each workload names its own (with a controller-wide default).
+    series: SeriesSelector | None
+
+    @property
+    def averages_over_rate_window(self) -> bool:
+        return self.signal is Signal.COUNTER
+
+
+# cAdvisor also exports a pod-level cgroup (container="") and the pause container ("POD").
+_CONTAINERS = (
+    LabelMatcher("container", MatchOp.NOT_EQUAL, ""),
+    LabelMatcher("container", MatchOp.NOT_EQUAL, "POD"),
+)
+
+METRICS: Mapping[MetricKind, MetricSpec] = {
+    spec.kind: spec
+    for spec in (
+        MetricSpec(
+            MetricKind.CPU,
+            "cores",
+            Signal.COUNTER,
+            request_resource="cpu",
+            series=SeriesSelector("container_cpu_usage_seconds_total", _CONTAINERS),
+        ),
+        MetricSpec(
+            MetricKind.MEMORY,
+            "bytes",
+            Signal.GAUGE,
+            request_resource="memory",
+            series=SeriesSelector("container_memory_working_set_bytes", _CONTAINERS),
+        ),
+        MetricSpec(
+            MetricKind.REQUESTS,
+            "requests/s",
+            Signal.COUNTER,
+            request_resource=None,
+            series=None,
+        ),
+    )
+}

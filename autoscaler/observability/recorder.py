@@ -1,0 +1,175 @@
+"""The recorder in a cluster: what was decided and what became of it, for people.
+
+Per decision, from the decision and the actuator's result: an Event for a change (`ScaledUp`,
+`RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set) or a refusal (`Forbidden`); an Event
+when the footing changes (predictive, reactive fallback, hold); one decision log line; and the status
+annotation on the Deployment, rewritten only when its substance changes. Workloads set aside get their
+Event once per problem, not once per tick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from autoscaler.kube import Kube, KubeError
+from autoscaler.model import Target, TargetRef
+from autoscaler.observability.events import EventKind, Events
+from autoscaler.patches import STATUS_KEY, annotation_patch
+from autoscaler.policy import Decision, Mode
+from autoscaler.stages import ActOutcome, ActuationResult, Release, SetAside, TickReport
+from autoscaler.timefmt import iso_utc
+
+__all__ = ["ClusterRecorder", "status_json"]
+
+log = logging.getLogger(__name__)
+
+_FOOTING_REASON = {Mode.PREDICTIVE: "Predictive", Mode.REACTIVE: "Reactive", Mode.HOLD: "Holding"}
+# Outcomes after which nothing is written on the workload, not even its status.
+_NO_STATUS = (ActOutcome.DRY_RUN, ActOutcome.GONE, ActOutcome.FORBIDDEN, ActOutcome.NOT_LEADER)
+
+
+def _forecast_fields(decision: Decision) -> dict[str, object] | None:
+    """The forecast a decision rested on, for the status annotation and the decision log."""
+    if decision.forecast_metric is None or decision.forecast_peak is None:
+        return None
+    return {
+        "metric": decision.forecast_metric.value,
+        "peak": round(decision.forecast_peak, 6),
+        "level": decision.forecast_level,
+        # The load the recent rise reaches by the end of the lead, where that drove the replicas.
+        "risingTo": None if decision.trend_load is None else round(decision.trend_load, 6),
+        "leadSeconds": decision.lead_s,
+    }
+
+
+def status_json(decision: Decision, dry_run: bool) -> str:
+    """The last decision, as the status annotation holds it."""
+    forecast = _forecast_fields(decision)
+    return json.dumps(
+        {
+            "target": decision.replicas,
+            "current": decision.current,
+            "mode": decision.mode.value,
+            "reasons": [r.value for r in decision.reasons],
+            "reactive": decision.reactive_replicas,
+            "predictive": decision.predictive_replicas,
+            "forecast": forecast,
+            "dryRun": dry_run,
+            "time": iso_utc(decision.at),
+            "message": decision.explain(),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def _same_status(old: str | None, new: str) -> bool:
+    """Equal but for the time and the figures of the moment: rewriting the annotation every tick
+    would wake every watcher of the Deployment for nothing."""
+    if old is None:
+        return False
+    try:
+        before = json.loads(old)
+    except ValueError:
+        return False
+    after = json.loads(new)
+    keys = ("target", "current", "mode", "reasons", "predictive", "reactive")
+    return isinstance(before, dict) and all(before.get(k) == after.get(k) for k in keys)
+
+
+def _footing(decision: Decision) -> tuple[Mode, tuple[str, ...]]:
+    """What an Event about a change of footing compares: the mode and the fallback reasons."""
+    fallbacks = tuple(r.value for r in decision.reasons if r.value.startswith("fallback"))
+    return decision.mode, fallbacks
+
+
+class ClusterRecorder:
+    def __init__(self, kube: Kube, *, may_act: Callable[[], bool], dry_run: bool = False) -> None:
+        self._kube = kube
+        self._events = Events(kube)
+        self._may_act = may_act
+        self._dry_run = dry_run
+        # What was last reported per workload set aside, so that a problem is told once.
+        self._reported: dict[TargetRef, tuple[str, str]] = {}
+        # Mode and fallback reasons last told per target.
+        self._footing: dict[TargetRef, tuple[Mode, tuple[str, ...]]] = {}
+
+    def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
+        ref = decision.ref
+        now = decision.at
+        self._reported.pop(ref, None)
+        setpoint = result.setpoint or decision.setpoint
+        explained = decision.explain(head=None if setpoint is None else setpoint.head)
+        what = "" if setpoint is None else setpoint.describe()
+        outcome = result.outcome
+        if outcome is ActOutcome.APPLIED and setpoint is not None:
+            self._events.emit(ref, EventKind.NORMAL, setpoint.done_reason, explained, now)
+        elif outcome is ActOutcome.DRY_RUN:
+            self._events.emit(ref, EventKind.NORMAL, "DryRun", f"would set {what}: {explained}", now)
+        elif outcome is ActOutcome.FORBIDDEN:
+            message = f"cannot set {what}: {result.error}"
+            self._events.emit(ref, EventKind.WARNING, "Forbidden", message, now)
+        elif outcome is ActOutcome.CONFLICT:
+            log.info("conflict on %s, retrying next tick: %s", ref, result.error)
+        elif outcome is ActOutcome.UNAVAILABLE:
+            log.warning("cannot set %s on %s: %s", what, ref, result.error)
+        self._log(decision, explained, result)
+        footing = _footing(decision)
+        if self._footing.get(ref) != footing:
+            self._footing[ref] = footing
+            kind = EventKind.WARNING if footing[0] is Mode.HOLD else EventKind.NORMAL
+            self._events.emit(ref, kind, _FOOTING_REASON[footing[0]], explained, now)
+        dry = self._dry_run or (target.scaling is not None and target.scaling.dry_run)
+        if dry or outcome in _NO_STATUS:
+            return
+        status = status_json(decision, dry_run=False)
+        current = None if target.scaling is None else target.scaling.status
+        if _same_status(current, status) or not self._may_act():
+            return
+        try:
+            self._kube.patch(annotation_patch(ref, {STATUS_KEY: status}))
+        except KubeError as error:
+            log.info("status of %s not written: %s", ref, error)
+
+    def _log(self, decision: Decision, explained: str, result: ActuationResult) -> None:
+        log.info(
+            "%s: %s",
+            decision.ref,
+            explained,
+            extra={
+                "event": "decision",
+                "target": str(decision.ref),
+                "mode": decision.mode.value,
+                "reasons": [r.value for r in decision.reasons],
+                "current": decision.current,
+                "desired": decision.replicas,
+                "applied": result.applied,
+                "reactive": decision.reactive_replicas,
+                "predictive": decision.predictive_replicas,
+                "forecast": _forecast_fields(decision),
+            },
+        )
+
+    def set_aside(self, aside: SetAside, now: float) -> None:
+        if not aside.reason or self._reported.get(aside.ref) == aside.key:
+            return
+        self._reported[aside.ref] = aside.key
+        extra = {"event": aside.reason, "target": str(aside.ref)}
+        log.warning("%s: %s", aside.ref, aside.message, extra=extra)
+        self._events.emit(aside.ref, EventKind.WARNING, aside.reason, aside.message, now)
+
+    def released(self, release: Release, result: ActuationResult, now: float) -> None:
+        what = "" if result.setpoint is None else result.setpoint.describe()
+        if result.outcome is ActOutcome.APPLIED:
+            message = f"set {what}: no longer scaled predictively in mode hpa, the owner's floor is back"
+            self._events.emit(release.ref, EventKind.NORMAL, "RestoredHPAFloor", message, now)
+        elif result.error is not None:
+            # Conflict, outage or refusal: the next tick reads the HPA again and retries.
+            log.info("cannot restore %s for %s: %s", what, release.ref, result.error)
+
+    def finish(self, report: TickReport) -> None:
+        kept = {d.ref for d in report.decisions} | set(report.cooling)
+        for gone in [ref for ref in self._footing if ref not in kept]:
+            del self._footing[gone]

@@ -1,0 +1,251 @@
+"""The cluster reader: Deployments, their HPAs and their pods (kept current by the informers,
+`informers.py`) turned into the typed snapshot a tick works on. Until every informer has listed once
+the reader reports itself not synced and the tick acts on nothing: a half-filled cache would look
+like Deployments that lost their HPA.
+
+The snapshot says where each opted-in Deployment stands: decided for, refused by its scale mode,
+invalid, or resting after a permission error (what acting showed, `learn`); and which raised HPA
+floors belong to nobody any more.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from autoscaler.config import AnnotationError, parse_annotations
+from autoscaler.kube import JsonObject, Kind, key_of, quantity
+from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.model import HpaInfo, Scaling, Target, TargetRef, WorkloadState
+from autoscaler.modes import MODES
+from autoscaler.patches import ORIGINAL_MIN_KEY, STATUS_KEY
+from autoscaler.stages import ActOutcome, ActuationResult, Release, SetAside, Snapshot, Standing
+from autoscaler.timefmt import parse_time
+
+__all__ = ["ClusterObjects", "ClusterReader", "build_snapshot"]
+
+# Pods that became Ready longer ago than this say little about today's start-up time.
+STARTUP_LOOKBACK_S = 3600.0
+STARTUP_SAMPLES = 5
+# After a 403 a target is left alone this long: RBAC is fixed by a person, not by retrying.
+FORBIDDEN_COOLDOWN_S = 300.0
+
+
+# -- turning JSON into typed state -------------------------------------------------------------
+
+
+def _pod_requests(deployment: JsonObject) -> dict[MetricKind, float]:
+    """Summed requests of the pod template's containers, per kind measured against one; a kind is
+    left out when a container lacks the request (then its utilization is undefined, as for the
+    HPA)."""
+    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = spec.get("containers") or []
+    totals: dict[MetricKind, float] = {}
+    for kind, metric in METRICS.items():
+        resource = metric.request_resource
+        if resource is None:
+            continue
+        total: float | None = 0.0
+        for container in containers:
+            requests = (container.get("resources") or {}).get("requests") or {}
+            amount = quantity(requests.get(resource))
+            if amount is None or total is None:
+                total = None
+                continue
+            total += amount
+        if containers and total:
+            totals[kind] = total
+    return totals
+
+
+def _rollout_in_progress(deployment: JsonObject) -> bool:
+    """Pods of an older template are still running, which is what a rollout is (a scale change
+    alone creates pods of the current template, so it never counts)."""
+    status = deployment.get("status") or {}
+    return int(status.get("replicas", 0) or 0) > int(status.get("updatedReplicas", 0) or 0)
+
+
+def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _startup_s(deployment: JsonObject, pods: Sequence[JsonObject], now: float) -> float | None:
+    """Median seconds from creation to Ready of the Deployment's recently started pods."""
+    selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    namespace = key_of(deployment)[0]
+    durations: list[tuple[float, float]] = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("namespace") != namespace or not _matches(selector, meta.get("labels") or {}):
+            continue
+        created = parse_time(meta.get("creationTimestamp"))
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = next(
+            (c for c in conditions if c.get("type") == "Ready" and c.get("status") == "True"), None
+        )
+        ready_at = None if ready is None else parse_time(ready.get("lastTransitionTime"))
+        if created is None or ready_at is None or ready_at < created:
+            continue
+        if now - ready_at <= STARTUP_LOOKBACK_S:
+            durations.append((ready_at, ready_at - created))
+    if not durations:
+        return None
+    recent = sorted(durations)[-STARTUP_SAMPLES:]
+    return float(statistics.median(d for _, d in recent))
+
+
+def _hpa_for(deployment: JsonObject, hpas: Sequence[JsonObject]) -> HpaInfo | None:
+    namespace, name = key_of(deployment)
+    for hpa in hpas:
+        meta = hpa.get("metadata") or {}
+        spec = hpa.get("spec") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        if (
+            meta.get("namespace") == namespace
+            and ref.get("kind") == "Deployment"
+            and ref.get("name") == name
+        ):
+            current_min = int(spec.get("minReplicas", 1) or 1)
+            remembered = (meta.get("annotations") or {}).get(ORIGINAL_MIN_KEY)
+            original = current_min
+            if remembered is not None and str(remembered).isdigit():
+                original = int(remembered)
+            return HpaInfo(
+                namespace=namespace,
+                name=str(meta.get("name", "")),
+                resource_version=str(meta.get("resourceVersion", "")),
+                min_replicas=current_min,
+                max_replicas=int(spec.get("maxReplicas", current_min) or current_min),
+                original_min=original,
+                raised=remembered is not None,
+            )
+    return None
+
+
+def _invalid(ref: TargetRef, error: AnnotationError) -> SetAside:
+    return SetAside(
+        ref,
+        Standing.INVALID,
+        "InvalidAnnotation",
+        f"{error}; the Deployment is left as it is",
+        (error.key, error.value),
+    )
+
+
+def build_snapshot(
+    deployments: Sequence[JsonObject],
+    hpas: Sequence[JsonObject],
+    pods: Sequence[JsonObject],
+    now: float,
+) -> Snapshot:
+    """Opted-in Deployments as typed targets, those that cannot be decided for and why, and the
+    HPA floors to give back. Pure."""
+    targets: list[Target] = []
+    invalid: list[SetAside] = []
+    refused: list[SetAside] = []
+    for deployment in sorted(deployments, key=key_of):
+        namespace, name = key_of(deployment)
+        meta = deployment.get("metadata") or {}
+        annotations: Mapping[str, Any] = meta.get("annotations") or {}
+        ref = TargetRef(namespace, name)
+        try:
+            settings = parse_annotations({str(k): str(v) for k, v in annotations.items()})
+        except AnnotationError as error:
+            invalid.append(_invalid(ref, error))
+            continue
+        if settings is None:
+            continue
+        hpa = _hpa_for(deployment, hpas)
+        mode = MODES[settings.mode]
+        refusal = mode.admit(hpa)
+        if refusal is not None:
+            refused.append(SetAside(ref, Standing.REFUSED, refusal.reason, refusal.message, refusal.key))
+            continue
+        status = deployment.get("status") or {}
+        spec_replicas = (deployment.get("spec") or {}).get("replicas")
+        state = WorkloadState(
+            ref=ref,
+            spec_replicas=int(1 if spec_replicas is None else spec_replicas),
+            ready_replicas=int(status.get("readyReplicas", 0) or 0),
+            pod_requests=_pod_requests(deployment),
+            rollout_in_progress=_rollout_in_progress(deployment),
+            measured_startup_s=_startup_s(deployment, pods, now),
+        )
+        scaling = Scaling(
+            settings.mode,
+            settings.dry_run,
+            hpa,
+            str(meta.get("resourceVersion", "")),
+            annotations.get(STATUS_KEY),
+        )
+        targets.append(Target(state, mode.configure(settings.config, hpa), scaling))
+    # Kept: floors of workloads still planned for in a mode that raises them, and of those whose
+    # annotations are unusable this tick (a typo must not undo what the controller set).
+    kept = {
+        t.state.ref for t in targets if t.scaling is not None and MODES[t.scaling.mode].keeps_hpa_floor
+    }
+    kept |= {aside.ref for aside in invalid}
+    return Snapshot(tuple(targets), (*invalid, *refused), _releases(hpas, kept))
+
+
+def _releases(hpas: Sequence[JsonObject], kept: set[TargetRef]) -> tuple[Release, ...]:
+    """Raised HPA floors nobody plans for any more."""
+    out = []
+    for hpa in hpas:
+        meta = hpa.get("metadata") or {}
+        if ORIGINAL_MIN_KEY not in (meta.get("annotations") or {}):
+            continue
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind") != "Deployment":
+            continue
+        target = TargetRef(str(meta.get("namespace", "")), str(ref.get("name", "")))
+        info = _hpa_for({"metadata": {"namespace": target.namespace, "name": target.name}}, [hpa])
+        if target not in kept and info is not None:
+            out.append(Release(target, info))
+    return tuple(sorted(out, key=lambda release: (release.ref.namespace, release.ref.name)))
+
+
+class ClusterObjects(Protocol):
+    """Where the reader's objects come from: informers in a controller."""
+
+    @property
+    def synced(self) -> bool: ...
+
+    def objects(self, kind: Kind) -> list[JsonObject]: ...
+
+    def forget(self, ref: TargetRef) -> None:
+        """Drop a Deployment the server said is gone."""
+        ...
+
+
+class ClusterReader:
+    """The reader stage in a cluster: a snapshot of `objects` every tick, with the targets that
+    rest after a permission error set aside until their rest is over."""
+
+    def __init__(self, objects: ClusterObjects, *, rest_s: float = FORBIDDEN_COOLDOWN_S) -> None:
+        self._objects = objects
+        self._rest_s = rest_s
+        self._resting: dict[TargetRef, float] = {}
+
+    def snapshot(self, now: float) -> Snapshot:
+        if not self._objects.synced:
+            return Snapshot((), synced=False)
+        objects = self._objects.objects
+        built = build_snapshot(objects(Kind.DEPLOYMENT), objects(Kind.HPA), objects(Kind.POD), now)
+        for ref in [r for r, until in self._resting.items() if until <= now]:
+            del self._resting[ref]
+        if not self._resting:
+            return built
+        resting = [t for t in built.targets if t.state.ref in self._resting]
+        return Snapshot(
+            tuple(t for t in built.targets if t.state.ref not in self._resting),
+            (*built.set_aside, *(SetAside(t.state.ref, Standing.COOLING_DOWN) for t in resting)),
+            built.releases,
+        )
+
+    def learn(self, ref: TargetRef, result: ActuationResult, now: float) -> None:
+        if result.outcome is ActOutcome.FORBIDDEN:
+            self._resting[ref] = now + self._rest_s
+        elif result.outcome is ActOutcome.GONE:
+            self._objects.forget(ref)

@@ -1,0 +1,220 @@
+"""Talking to Prometheus: the only module that imports `prometheus-api-client`. One HTTP client,
+re-made after a transport or credential error and whenever the bearer token file changes (a rotated
+service-account token is picked up); retries with exponential backoff; every failure mapped to a
+`PrometheusError` that says whether it passes by itself."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from autoscaler.sources.prometheus.settings import PrometheusSettings
+from autoscaler.stages import MetricsUnavailable
+
+__all__ = [
+    "PrometheusError",
+    "PrometheusRejected",
+    "PrometheusServerError",
+    "PrometheusTimeout",
+    "PrometheusUnreachable",
+    "Transport",
+]
+
+_STATUS = re.compile(r"HTTP Status Code (\d+)")
+
+
+class PrometheusError(MetricsUnavailable):
+    """Prometheus gave no usable answer this tick. `temporary` errors are expected to pass by
+    themselves (the next tick retries); the others need someone to fix a query or credentials."""
+
+    temporary: ClassVar[bool] = True
+
+
+class PrometheusUnreachable(PrometheusError):
+    """No connection (refused, DNS, TLS)."""
+
+
+class PrometheusTimeout(PrometheusError):
+    """Connected, but no answer within `timeout_s`."""
+
+
+class PrometheusServerError(PrometheusError):
+    """A 5xx, 408 or 429 status, or an answer that is not a query result."""
+
+
+class PrometheusRejected(PrometheusError):
+    """A 4xx status: the query is invalid, or the credentials are refused (401, 403)."""
+
+    temporary: ClassVar[bool] = False
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _status_of(error: PrometheusApiClientException) -> int | None:
+    match = _STATUS.search(str(error))
+    return int(match.group(1)) if match else None
+
+
+def _to_datetime(t: float) -> datetime:
+    return datetime.fromtimestamp(t, tz=UTC)
+
+
+class Transport:
+    """Range queries against one Prometheus. `sleep` is what waits between retries (tests pass a
+    recorder so they never sleep); `on_query` hears of every HTTP query: its duration in seconds and
+    whether it was answered. Safe to use from several threads."""
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_query: Callable[[float, bool], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        self._on_query = on_query
+        self._lock = threading.Lock()  # guards the client and the query counter across workers
+        self._client: PrometheusConnect | None = None
+        self._token_stamp: tuple[int, int] | None = None
+        self._queries = 0
+
+    @property
+    def queries_made(self) -> int:
+        """HTTP queries sent so far, retries included."""
+        return self._queries
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def query_range(self, query: str, start: int, end: int, abort: threading.Event) -> Any:
+        """The answer of a range query, after retries; a query `abort`ed by another that failed is not
+        asked again. Raises a `PrometheusError`."""
+        attempts = self.settings.retries + 1
+        error: PrometheusError = PrometheusServerError("no answer")
+        for attempt in range(attempts):
+            # Another query failing has already decided this tick: stop asking.
+            if abort.is_set():
+                if attempt == 0:
+                    raise PrometheusServerError("abandoned: another query of this tick failed")
+                break
+            if attempt:
+                self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
+            client = self._connect()
+            with self._lock:
+                self._queries += 1
+            began = time.monotonic()
+            answered = False
+            try:
+                answer = client.custom_query_range(
+                    query,
+                    _to_datetime(start),
+                    _to_datetime(end),
+                    str(self.settings.step_s),
+                    params={"timeout": str(self.settings.timeout_s)},
+                )
+                answered = True
+                return answer
+            except requests.Timeout as err:
+                error = PrometheusTimeout(
+                    f"Prometheus did not answer within {self.settings.timeout_s} s: {err}"
+                )
+                self._disconnect(client)
+            except requests.JSONDecodeError as err:  # a RequestException, but the server did answer
+                error = PrometheusServerError(f"Prometheus answered something that is not JSON: {err}")
+            except requests.RequestException as err:
+                error = PrometheusUnreachable(f"cannot reach Prometheus at {self.settings.url}: {err}")
+                self._disconnect(client)
+            except PrometheusApiClientException as err:
+                status = _status_of(err)
+                if status in (401, 403):
+                    # Possibly a token that rotated since it was read: read it again and retry.
+                    error = PrometheusRejected(
+                        f"Prometheus refused the credentials (HTTP {status})", status
+                    )
+                    self._disconnect(client)
+                elif status is not None and 400 <= status < 500 and status not in (408, 429):
+                    raise PrometheusRejected(f"Prometheus rejected a query: {err}", status) from None
+                else:
+                    error = PrometheusServerError(f"Prometheus answered an error: {err}")
+            except (ValueError, KeyError, TypeError) as err:
+                error = PrometheusServerError(f"malformed answer from Prometheus: {err!r}")
+            finally:
+                if self._on_query is not None:
+                    self._on_query(time.monotonic() - began, answered)
+        raise error
+
+    # --- connection -------------------------------------------------------------------------------
+
+    def _token_file_stamp(self) -> tuple[int, int] | None:
+        path = self.settings.bearer_token_file
+        if path is None:
+            return None
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size)
+
+    def _connect(self) -> PrometheusConnect:
+        stamp = self._token_file_stamp()
+        with self._lock:
+            if self._client is not None and stamp == self._token_stamp:
+                return self._client
+            stale, self._client = self._client, self._new_client()
+            self._token_stamp = stamp
+            client = self._client
+        if stale is not None:
+            stale.close()
+        return client
+
+    def _new_client(self) -> PrometheusConnect:
+        settings = self.settings
+        headers: dict[str, str] = {}
+        if settings.accept_identity_encoding:
+            headers["Accept-Encoding"] = "identity"
+        if settings.bearer_token_file is not None:
+            try:
+                token = settings.bearer_token_file.read_text().strip()
+            except OSError as err:
+                raise PrometheusRejected(f"cannot read the bearer token file: {err}", 401) from None
+            headers["Authorization"] = f"Bearer {token}"
+        session = requests.Session()
+        if settings.insecure_skip_verify:
+            session.verify = False
+        elif settings.ca_file is not None:
+            session.verify = str(settings.ca_file)
+        return PrometheusConnect(
+            url=settings.url.rstrip("/"),
+            headers=headers,
+            disable_ssl=settings.insecure_skip_verify,
+            # Retries are ours (counted, with an injectable sleep); read=False keeps a read timeout
+            # a Timeout instead of a generic connection error.
+            retry=Retry(total=0, read=False),
+            session=session,
+            timeout=settings.timeout_s,
+        )
+
+    def _disconnect(self, client: PrometheusConnect) -> None:
+        """Drop `client` after a transport or credential error so the next attempt reconnects (and
+        re-reads the token); another worker may already have replaced it."""
+        with self._lock:
+            current = self._client is client
+            if current:
+                self._client = None
+        if current:
+            client.close()

@@ -1,0 +1,230 @@
+"""The stages of a tick, as ports: what each one is given and gives back, and the errors that cross
+between them. `reconcile.reconcile_once` strings them together in one direction:
+
+    reader ─> metrics source ─> forecaster ─> policy ─> scale mode ─> actuator ─> recorder
+
+A cluster plugs in informers, Prometheus, ARIMA models, the Kubernetes API and Events; the simulator
+plugs in a simulated cluster, a trace-backed source and a list of changes. The policy and the tick are
+the same in both. Stages are built once and given `now` on every call; none reads another's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import pandas as pd
+
+from autoscaler.metrics import MetricKind
+from autoscaler.model import Forecasts, HpaInfo, LoadSnapshot, Setpoint, Target, TargetRef
+from autoscaler.policy import Decision
+
+__all__ = [
+    "NO_HISTORY",
+    "ActOutcome",
+    "ActuationResult",
+    "Actuator",
+    "ClusterReader",
+    "Forecaster",
+    "MetricsSource",
+    "MetricsUnavailable",
+    "RecordedLoad",
+    "Recorder",
+    "Release",
+    "SetAside",
+    "Snapshot",
+    "Standing",
+    "TickReport",
+    "WithoutForecasts",
+    "WithoutHistory",
+]
+
+
+class MetricsUnavailable(Exception):
+    """The metrics backend could not answer this tick; the policy holds and the next tick retries."""
+
+
+# --- reader ----------------------------------------------------------------------------------------
+
+
+class Standing(Enum):
+    """Where an opted-in workload stands in a tick."""
+
+    ACTIVE = "active"  # decided for
+    REFUSED = "refused"  # its scale mode cannot act on it (mode replicas with an HPA, hpa without)
+    INVALID = "invalid"  # annotations that cannot be used
+    COOLING_DOWN = "cooling-down"  # left alone for a while after a permission error
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """An opted-in workload that is not decided for this tick, and what to tell its owner."""
+
+    ref: TargetRef
+    standing: Standing
+    # The Event to report, once while `key` stays the same; no reason, no Event.
+    reason: str = ""
+    message: str = ""
+    key: tuple[str, str] = ("", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A floor we raised on an HPA whose Deployment is no longer ours in mode hpa (opted out,
+    switched mode, or deleted): it goes back to its owner's."""
+
+    ref: TargetRef
+    hpa: HpaInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the reader says at the start of a tick. Until it is `synced` the tick acts on nothing: a
+    half-filled cache would look like Deployments that lost their HPA."""
+
+    targets: tuple[Target, ...]
+    set_aside: tuple[SetAside, ...] = ()
+    releases: tuple[Release, ...] = ()
+    synced: bool = True
+
+
+class ActOutcome(Enum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    DRY_RUN = "dry-run"
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    GONE = "gone"
+    UNAVAILABLE = "unavailable"
+    NOT_LEADER = "not-leader"
+
+
+@dataclass(frozen=True, slots=True)
+class ActuationResult:
+    """What the actuator did with a decision (or a release): the outcome, what it set, and the
+    server's words where it refused."""
+
+    outcome: ActOutcome
+    setpoint: Setpoint | None = None
+    error: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        """The workload now runs as decided (or already did)."""
+        return self.outcome in (ActOutcome.APPLIED, ActOutcome.UNCHANGED)
+
+
+class ClusterReader(Protocol):
+    def snapshot(self, now: float) -> Snapshot: ...
+
+    def learn(self, ref: TargetRef, result: ActuationResult, now: float) -> None:
+        """What acting on `ref` showed about the cluster (gone, forbidden), for the next snapshot."""
+        return None
+
+
+# --- metrics and forecasts -------------------------------------------------------------------------
+
+
+class RecordedLoad(Protocol):
+    """The history port: a workload's recorded past, from which models are seeded."""
+
+    def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
+        """The load of `ref` for `kind` on a regular grid, or None when nothing is recorded."""
+        ...
+
+
+class WithoutHistory:
+    """A source that keeps no past: models start from the first observation."""
+
+    def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
+        return None
+
+
+NO_HISTORY = WithoutHistory()
+
+
+class MetricsSource(RecordedLoad, Protocol):
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
+        """Latest load per target; a target absent from the result has no usable metrics. Raises
+        `MetricsUnavailable` when the backend cannot answer."""
+        ...
+
+
+class Forecaster(Protocol):
+    def forecasts(
+        self,
+        targets: Sequence[Target],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        now: float,
+        past: RecordedLoad = NO_HISTORY,
+    ) -> Mapping[TargetRef, Forecasts]:
+        """Takes this tick's observations in and returns the latest forecast per target; a target
+        absent from the result has none (the policy then falls back to reactive scaling). A model
+        for a target or metric seen for the first time starts from `past`."""
+        ...
+
+
+class WithoutForecasts:
+    """The forecaster stage of a purely reactive controller, such as the HPA baseline."""
+
+    def forecasts(
+        self,
+        targets: Sequence[Target],
+        loads: Mapping[TargetRef, LoadSnapshot],
+        now: float,
+        past: RecordedLoad = NO_HISTORY,
+    ) -> Mapping[TargetRef, Forecasts]:
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What a tick did, for telemetry and tests."""
+
+    acted: bool
+    decisions: tuple[Decision, ...]
+    outcomes: Mapping[TargetRef, ActOutcome]
+    metrics_available: bool
+    refused: tuple[TargetRef, ...] = ()
+    invalid: tuple[TargetRef, ...] = ()
+    # Opted-in targets left alone this tick after a permission error.
+    cooling: tuple[TargetRef, ...] = ()
+    # What the decisions were made from (actual against forecast).
+    loads: Mapping[TargetRef, LoadSnapshot] = field(default_factory=dict)
+    forecasts: Mapping[TargetRef, Forecasts] = field(default_factory=dict)
+
+    @classmethod
+    def idle(cls) -> TickReport:
+        """A tick that acted on nothing (not synced yet, or not the leader)."""
+        return cls(False, (), {}, True)
+
+
+# --- acting and telling ----------------------------------------------------------------------------
+
+
+class Actuator(Protocol):
+    def apply(self, decision: Decision, target: Target) -> ActuationResult:
+        """Carry the decision's setpoint out (nothing to do when it is not needed)."""
+        ...
+
+    def release(self, release: Release, now: float) -> ActuationResult:
+        """Give a raised HPA floor back to its owner."""
+        return ActuationResult(ActOutcome.UNCHANGED)
+
+
+class Recorder(Protocol):
+    def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
+        """Tell people what was decided and what became of it."""
+        ...
+
+    def set_aside(self, aside: SetAside, now: float) -> None:
+        return None
+
+    def released(self, release: Release, result: ActuationResult, now: float) -> None:
+        return None
+
+    def finish(self, report: TickReport) -> None:
+        """The tick is over; forget what belongs to workloads it no longer saw."""
+        return None
