@@ -62,13 +62,21 @@ ANNOTATION_DEFAULTS: dict[str, str] = {
     "dry-run": "false",
     "metrics": "cpu",
     "target-utilization": "70",
-    "target-requests-per-pod": "(required with the requests metric)",
+    **{
+        spec.per_pod_annotation: f"(required with the {kind.value} metric)"
+        for kind, spec in METRICS.items()
+        if spec.per_pod_annotation is not None
+    },
     "min-replicas": "1",
     "max-replicas": "100",
     "startup-seconds": "(measured from pod readiness)",
     "confidence": "50",
     "scale-down-stabilization-seconds": "300",
-    "requests-metric": "(the controller's --requests-metric)",
+    **{
+        spec.selector_annotation: f"(the controller's --{spec.selector_annotation})"
+        for spec in METRICS.values()
+        if spec.selector_annotation is not None
+    },
 }
 
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -188,13 +196,21 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
     dry_run = read.get("dry-run", _boolean, False)
     metrics = read.get("metrics", _metrics, _metrics(ANNOTATION_DEFAULTS["metrics"]))
     utilization = read.get("target-utilization", _decimal(1, 100, " %"), 70.0)
-    per_pod = read.get("target-requests-per-pod", _positive, None)
+    per_pod = {
+        kind: read.get(spec.per_pod_annotation, _positive, None)
+        for kind, spec in METRICS.items()
+        if spec.per_pod_annotation is not None
+    }
     minimum = read.get("min-replicas", _whole(0, MAX_REPLICAS_LIMIT), 1)
     maximum = read.get("max-replicas", _whole(1, MAX_REPLICAS_LIMIT), 100)
     startup = read.get("startup-seconds", _decimal(0, MAX_SECONDS, " s"), None)
     confidence = read.get("confidence", _decimal(50, 99, " %"), 50.0)
     stabilization = read.get("scale-down-stabilization-seconds", _decimal(0, MAX_SECONDS, " s"), 300.0)
-    selector = read.get("requests-metric", _selector, None)
+    selectors = {
+        kind: read.get(spec.selector_annotation, _selector, None)
+        for kind, spec in METRICS.items()
+        if spec.selector_annotation is not None
+    }
 
     if minimum > maximum:
         raise AnnotationError(
@@ -202,21 +218,22 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
             read.raw("min-replicas") or str(minimum),
             f"is above max-replicas {maximum}",
         )
-    requests = MetricKind.REQUESTS
-    if requests in metrics and per_pod is None:
-        raise AnnotationError(
-            PREFIX + "metrics",
-            read.raw("metrics") or "",
-            f"the requests metric needs {PREFIX}target-requests-per-pod",
-        )
+    for kind in metrics:
+        needed = METRICS[kind].per_pod_annotation
+        if needed is not None and per_pod.get(kind) is None:
+            raise AnnotationError(
+                PREFIX + "metrics",
+                read.raw("metrics") or "",
+                f"the {kind.value} metric needs {PREFIX}{needed}",
+            )
     config = TargetConfig(
         metrics=metrics,
         bounds=Bounds(minimum, maximum),
         target_utilization=utilization / 100.0,
-        per_pod={} if per_pod is None else {requests: per_pod},
+        per_pod={kind: amount for kind, amount in per_pod.items() if amount is not None},
         scale_down_stabilization_s=stabilization,
         startup_s=startup,
         confidence=confidence / 100.0,
-        selectors={} if selector is None else {requests: selector},
+        selectors={kind: chosen for kind, chosen in selectors.items() if chosen is not None},
     )
     return Settings(mode=mode, dry_run=dry_run, config=config)

@@ -44,6 +44,13 @@ class MetricSpec:
     request_resource: str | None
     # The per-pod series; None when each workload names its own (with a controller-wide default).
     series: SeriesSelector | None
+    # The annotation that sets the per-pod target, for a kind not measured against a request.
+    per_pod_annotation: str | None = None
+    # The annotation naming the workload's own series, for a kind without series of its own; the
+    # controller's flag of the same name gives the default.
+    selector_annotation: str | None = None
+    # Memory is not given back when demand falls: a forecast never shortens its scale-down window.
+    falls_with_load: bool = True
 
     @property
     def averages_over_rate_window(self) -> bool:
@@ -72,6 +79,7 @@ METRICS: Mapping[MetricKind, MetricSpec] = {
             Signal.GAUGE,
             request_resource="memory",
             series=SeriesSelector("container_memory_working_set_bytes", _CONTAINERS),
+            falls_with_load=False,
         ),
         MetricSpec(
             MetricKind.REQUESTS,
@@ -79,6 +87,8 @@ METRICS: Mapping[MetricKind, MetricSpec] = {
             Signal.COUNTER,
             request_resource=None,
             series=None,
+            per_pod_annotation="target-requests-per-pod",
+            selector_annotation="requests-metric",
         ),
     )
 }

@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Generic, Self, TypeVar
 
 from autoscaler.metrics import METRICS, MetricKind
 from autoscaler.selectors import SeriesSelector
 
 __all__ = [
     "Bounds",
+    "ByKind",
     "ForecastQuality",
     "Forecasts",
     "HpaInfo",
@@ -34,10 +35,6 @@ __all__ = [
 
 
 V = TypeVar("V")
-
-
-def _present(values: Mapping[MetricKind, V | None]) -> Mapping[MetricKind, V]:
-    return MappingProxyType({k: v for k, v in values.items() if v is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +92,42 @@ class Sample:
             raise ValueError(f"load sample must be finite and non-negative, got {self.value}")
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class LoadSnapshot:
-    """The latest observation per metric kind; a kind left out has no usable value."""
+class ByKind(Generic[V]):
+    """One value per metric kind, fixed once made; a kind left out (or given as None) has none."""
 
-    samples: Mapping[MetricKind, Sample]
+    __slots__ = ("_values",)
+    _values: Mapping[MetricKind, V]
 
-    def __init__(self, samples: Mapping[MetricKind, Sample | None] | None = None) -> None:
-        object.__setattr__(self, "samples", _present(samples or {}))
+    def __init__(self, values: Mapping[MetricKind, V | None] | None = None) -> None:
+        present = {k: v for k, v in (values or {}).items() if v is not None}
+        object.__setattr__(self, "_values", MappingProxyType(present))
 
     @classmethod
-    def of(cls, **by_name: Sample | None) -> LoadSnapshot:
+    def of(cls, **by_name: V | None) -> Self:
         """By kind name: `LoadSnapshot.of(requests=Sample(...))`."""
-        return cls({MetricKind(name): sample for name, sample in by_name.items()})
+        return cls({MetricKind(name): value for name, value in by_name.items()})
 
-    def get(self, kind: MetricKind) -> Sample | None:
-        return self.samples.get(kind)
+    def get(self, kind: MetricKind) -> V | None:
+        return self._values.get(kind)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and dict(self._values) == dict(other._values)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k.value}={v!r}" for k, v in self._values.items())
+        return f"{type(self).__name__}({inner})"
+
+
+class LoadSnapshot(ByKind[Sample]):
+    """The latest observation per metric kind; a kind left out has no usable value."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,22 +198,10 @@ class LoadForecast:
         return peak
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Forecasts:
+class Forecasts(ByKind[LoadForecast]):
     """The latest forecast per metric kind for one target; a kind left out has none."""
 
-    by_kind: Mapping[MetricKind, LoadForecast]
-
-    def __init__(self, by_kind: Mapping[MetricKind, LoadForecast | None] | None = None) -> None:
-        object.__setattr__(self, "by_kind", _present(by_kind or {}))
-
-    @classmethod
-    def of(cls, **by_name: LoadForecast | None) -> Forecasts:
-        """By kind name: `Forecasts.of(cpu=forecast)`."""
-        return cls({MetricKind(name): forecast for name, forecast in by_name.items()})
-
-    def get(self, kind: MetricKind) -> LoadForecast | None:
-        return self.by_kind.get(kind)
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

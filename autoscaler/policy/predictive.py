@@ -35,7 +35,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from autoscaler.metrics import MetricKind
+from autoscaler.metrics import METRICS, MetricKind
 from autoscaler.model import ForecastQuality, LoadForecast, TargetConfig
 from autoscaler.policy.decision import Decision, Mode, PolicyInputs, Reason
 from autoscaler.policy.hpa import (
@@ -171,7 +171,11 @@ class PredictivePolicy:
         stabilizing = config
         # Memory is not released when load falls, so its window is never cut on a forecast; nor is
         # the window of a metric whose forecast is not trusted.
-        covered = best is not None and not fallbacks and MetricKind.MEMORY not in config.metrics
+        covered = (
+            best is not None
+            and not fallbacks
+            and all(METRICS[kind].falls_with_load for kind in config.metrics)
+        )
         if covered and config.scale_down_stabilization_s > lead:
             # Trusted forecasts already cover the lead: looking back longer than they look ahead
             # only keeps pods for load that is gone (NASA July: 1.186 × oracle at the service-level

@@ -1,4 +1,4 @@
-"""PromQL building (`autoscaler.promql`):
+"""PromQL building (`autoscaler.sources.promql`, grammar in `autoscaler.selectors`):
 
 * escaping of cluster label values for `="…"` matchers and `=~"a|b"` alternations, checked against a
   decoder of PromQL strings and, for tricky values, against the real Prometheus (exact matches only);

@@ -1,4 +1,5 @@
-"""The controller's metrics (`autoscaler.telemetry`), its endpoints and its logs, without a cluster.
+"""The controller's metrics (`autoscaler.observability.telemetry`), its endpoints and its logs,
+without a cluster.
 
 Covers: per-target series (load, forecast band, error, replicas by source, mode, reasons, lead time,
 scale events) appear with a decision and go away when the target does, or when this replica stops
