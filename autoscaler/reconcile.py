@@ -5,6 +5,10 @@ For every opted-in workload: read its state and config, fetch its load, forecast
 decision at what its scale mode moves, act, record. Workloads the reader sets aside (refused,
 invalid, cooling down) are only reported; floors left on HPAs of workloads that are no longer ours
 are given back first.
+
+One workload's failure is its own: an exception while deciding, acting or recording for it is
+handed to the recorder, that workload is held as it is (its history records nothing for the tick,
+as the HPA records no recommendation it could not compute), and the others are decided as usual.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from autoscaler.stages import (
     MetricsSource,
     MetricsUnavailable,
     Recorder,
+    Stage,
     Standing,
     TickReport,
 )
@@ -76,24 +81,33 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
     forecasts = stages.forecaster.forecasts(targets, loads, now, stages.source)
     decisions: list[Decision] = []
     outcomes: dict[TargetRef, ActOutcome] = {}
+    failed: dict[TargetRef, Stage] = {}
     for target in targets:
         ref = target.state.ref
         history = memory.get(ref)
         inputs = PolicyInputs(
             target, loads.get(ref, _NO_LOAD), history, now, forecasts.get(ref, _NO_FORECASTS)
         )
-        decision = aim(stages.policy.decide(inputs), target)
-        # Called on every decision: the setpoint may move when the replicas do not (the floor of
-        # an HPA), and says itself when there is nothing to do.
-        result = stages.actuator.apply(decision, target)
-        memory.histories[ref] = history.after(
-            decision,
-            applied=result.applied,
-            keep_s=stages.policy.memory_s(target.config),
-            load=inputs.load,
-        )
-        stages.recorder.record(target, decision, result)
-        stages.reader.learn(ref, result, now)
+        stage = Stage.DECIDE
+        try:
+            decision = aim(stages.policy.decide(inputs), target)
+            stage = Stage.ACT
+            # Called on every decision: the setpoint may move when the replicas do not (the floor
+            # of an HPA), and says itself when there is nothing to do.
+            result = stages.actuator.apply(decision, target)
+            memory.histories[ref] = history.after(
+                decision,
+                applied=result.applied,
+                keep_s=stages.policy.memory_s(target.config),
+                load=inputs.load,
+            )
+            stage = Stage.RECORD
+            stages.recorder.record(target, decision, result)
+            stages.reader.learn(ref, result, now)
+        except Exception as error:  # whatever broke, it broke for this target only
+            failed[ref] = stage
+            stages.recorder.failed(target, stage, error, now)
+            continue
         decisions.append(decision)
         outcomes[ref] = result.outcome
     if len(memory.histories) > len(targets):
@@ -112,6 +126,7 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         standing(Standing.COOLING_DOWN),
         loads,
         forecasts,
+        failed,
     )
     stages.recorder.finish(report)
     return report

@@ -35,6 +35,7 @@ __all__ = [
     "Release",
     "SetAside",
     "Snapshot",
+    "Stage",
     "Standing",
     "TickReport",
     "WithoutForecasts",
@@ -88,6 +89,14 @@ class Snapshot:
     set_aside: tuple[SetAside, ...] = ()
     releases: tuple[Release, ...] = ()
     synced: bool = True
+
+
+class Stage(Enum):
+    """The part of a target's tick that went wrong, when one did."""
+
+    DECIDE = "decide"
+    ACT = "act"
+    RECORD = "record"
 
 
 class ActOutcome(Enum):
@@ -194,6 +203,8 @@ class TickReport:
     # What the decisions were made from (actual against forecast).
     loads: Mapping[TargetRef, LoadSnapshot] = field(default_factory=dict)
     forecasts: Mapping[TargetRef, Forecasts] = field(default_factory=dict)
+    # Targets whose tick broke, and where; they are held as they are.
+    failed: Mapping[TargetRef, Stage] = field(default_factory=dict)
 
     @classmethod
     def idle(cls) -> TickReport:
@@ -220,6 +231,10 @@ class Recorder(Protocol):
         ...
 
     def set_aside(self, aside: SetAside, now: float) -> None:
+        return None
+
+    def failed(self, target: Target, stage: Stage, error: Exception, now: float) -> None:
+        """Something broke while deciding, acting or recording for `target`; it is held as it is."""
         return None
 
     def released(self, release: Release, result: ActuationResult, now: float) -> None:

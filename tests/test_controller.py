@@ -4,10 +4,11 @@ Covers: mode replicas patches the scale subresource once per change, with an Eve
 annotation; dry-run writes nothing to the workload; mode hpa raises the HPA floor ahead of forecast
 load and restores it (annotation removed) when the forecast falls; a replicas-mode Deployment that an
 HPA targets is refused with one Event; bad annotations give one Event naming key and value, no patch,
-and the other targets are still served; 503/429/403/404 on the scale never crash the tick, 403 cools
-the target down, 404 forgets it; metrics missing → hold (no scale-down); kubectl sees what the
-controller did and its annotations steer the next tick; the informers resume a dropped watch without
-listing again and list again after a 410.
+and the other targets are still served; a target whose decision cannot be computed is held with
+one `TargetFailed` Event while the others are scaled; 503/429/403/404 on the scale never crash the
+tick, 403 cools the target down, 404 forgets it; metrics missing → hold (no scale-down); kubectl
+sees what the controller did and its annotations steer the next tick; the informers resume a dropped
+watch without listing again and list again after a 410.
 
 Loads and forecasts come from small in-test stages that implement the `MetricsSource` and
 `Forecaster` protocols (the Prometheus source has its own tests against a real Prometheus).
@@ -40,7 +41,7 @@ from autoscaler.patches import ORIGINAL_MIN_KEY
 from autoscaler.policy import PredictivePolicy
 from autoscaler.sources.cluster import ClusterObjects, ClusterReader
 from autoscaler.sources.informers import Informers
-from autoscaler.stages import NO_HISTORY, MetricsUnavailable, RecordedLoad, WithoutHistory
+from autoscaler.stages import NO_HISTORY, MetricsUnavailable, RecordedLoad, Stage, WithoutHistory
 from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
 
@@ -50,20 +51,27 @@ ON = {PREFIX + "enabled": "true", PREFIX + "startup-seconds": "60"}
 
 
 class Loads(WithoutHistory):
-    """Aggregate CPU cores per Deployment, as the metrics source would report them."""
+    """Aggregate CPU cores (and requests/s, where given) per Deployment, as the metrics source would
+    report them."""
 
     def __init__(self) -> None:
         self.cores: dict[str, float] = {}
+        self.rps: dict[str, float] = {}
         self.down = False
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         if self.down:
             raise MetricsUnavailable("prometheus is down")
-        return {
-            t.state.ref: LoadSnapshot.of(cpu=Sample(self.cores[t.state.ref.name], now - 30))
-            for t in targets
-            if t.state.ref.name in self.cores
-        }
+        out = {}
+        for t in targets:
+            name = t.state.ref.name
+            rps = self.rps.get(name)
+            if name in self.cores:
+                out[t.state.ref] = LoadSnapshot.of(
+                    cpu=Sample(self.cores[name], now - 30),
+                    requests=None if rps is None else Sample(rps, now - 30),
+                )
+        return out
 
 
 class Predicted:
@@ -365,6 +373,32 @@ def test_bad_annotation_event_no_patch_loop_goes_on(
     assert PREFIX + key in invalid[0]["message"]
     assert repr(value) in invalid[0]["message"]
     assert replicas(fake_kube, "fine") == 6
+
+
+def test_one_target_that_cannot_be_computed_does_not_stop_the_others(
+    fake_kube: FakeKube, kube: Kube
+) -> None:
+    # Parses as a positive number, but load divided by it overflows.
+    tiny = "0." + "0" * 319 + "1"
+    broken = {**ON, PREFIX + "metrics": "requests", PREFIX + "target-requests-per-pod": tiny}
+    fake_kube.add_deployment(NS, "broken", replicas=2, annotations=broken)
+    fake_kube.add_deployment(NS, "fine", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores.update(broken=2.1, fine=2.1)
+    loads.rps["broken"] = 20.0
+    tick = controller(kube, loads)
+    fake_kube.clear_log()
+    first = tick.tick(NOW)
+    tick.tick(NOW + 30)
+    assert first.failed == {TargetRef(NS, "broken"): Stage.DECIDE}
+    assert [d.ref.name for d in first.decisions] == ["fine"]
+    assert replicas(fake_kube, "fine") == 6
+    assert replicas(fake_kube, "broken") == 2
+    assert writes(fake_kube, "/deployments/broken") == []
+    failed = events(fake_kube, "TargetFailed")
+    assert len(failed) == 1, "reported once, not once per tick"
+    assert failed[0]["name"] == "broken"
+    assert "decide failed (OverflowError" in failed[0]["message"]
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])

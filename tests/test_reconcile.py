@@ -1,6 +1,7 @@
 """`reconcile_once`, the tick shared by the controller and the simulator: a metrics outage makes every
 target hold (never scale down blind) and the next tick acts again; a failed actuation is not counted
-as a scale event; a target that disappears is forgotten; unchanged targets are not actuated."""
+as a scale event; a target that disappears is forgotten; unchanged targets are not actuated; an
+exception while acting for one target holds that target only, and is handed to the recorder."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from autoscaler.stages import (
     MetricsUnavailable,
     Recorder,
     Snapshot,
+    Stage,
     WithoutForecasts,
     WithoutHistory,
 )
@@ -33,6 +35,8 @@ class Cluster(ClusterReader, Actuator):
     replicas: dict[TargetRef, int]
     refuse: bool = False
     patches: list[tuple[TargetRef, int]] = field(default_factory=list)
+    # Targets whose patch raises something nobody expected (a bug, say).
+    explode: set[TargetRef] = field(default_factory=set)
 
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(
@@ -43,6 +47,8 @@ class Cluster(ClusterReader, Actuator):
         if not decision.changed:
             return ActuationResult(ActOutcome.UNCHANGED)
         self.patches.append((decision.ref, decision.replicas))
+        if decision.ref in self.explode:
+            raise RuntimeError("boom")
         if self.refuse:
             return ActuationResult(ActOutcome.UNAVAILABLE)
         self.replicas[decision.ref] = decision.replicas
@@ -63,6 +69,10 @@ class Metrics(WithoutHistory):
 @dataclass
 class Log(Recorder):
     seen: list[tuple[Decision, bool]] = field(default_factory=list)
+    failures: list[tuple[TargetRef, Stage, str]] = field(default_factory=list)
+
+    def failed(self, target: Target, stage: Stage, error: Exception, now: float) -> None:
+        self.failures.append((target.state.ref, stage, str(error)))
 
     def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
         self.seen.append((decision, result.applied))
@@ -115,3 +125,18 @@ def test_unchanged_targets_are_not_patched_and_gone_ones_forgotten() -> None:
     del cluster.replicas[B]
     reconcile_once(stages, memory, 1015.0)
     assert set(memory.histories) == {A}
+
+
+def test_one_targets_failure_is_its_own() -> None:
+    stages, cluster, _, log = make({A: 2, B: 2}, {A: 60.0, B: 60.0})
+    cluster.explode = {A}
+    memory = DecisionMemory()
+    report = reconcile_once(stages, memory, 1000.0)
+    assert report.failed == {A: Stage.ACT}
+    assert log.failures == [(A, Stage.ACT, "boom")]
+    assert [d.ref for d in report.decisions] == [B]
+    assert cluster.replicas == {A: 2, B: 6}
+    assert memory.get(A).scale_events == (), "a tick that broke records nothing"
+    cluster.explode = set()
+    reconcile_once(stages, memory, 1015.0)
+    assert cluster.replicas[A] == 6

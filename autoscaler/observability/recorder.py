@@ -4,7 +4,7 @@ Per decision, from the decision and the actuator's result: an Event for a change
 `RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set) or a refusal (`Forbidden`); an Event
 when the footing changes (predictive, reactive fallback, hold); one decision log line; and the status
 annotation on the Deployment, rewritten only when its substance changes. Workloads set aside get their
-Event once per problem, not once per tick.
+Event once per problem, not once per tick, and so does a workload whose tick broke.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from autoscaler.model import Target, TargetRef
 from autoscaler.observability.events import EventKind, Events
 from autoscaler.patches import STATUS_KEY, annotation_patch
 from autoscaler.policy import Decision, Mode
-from autoscaler.stages import ActOutcome, ActuationResult, Release, SetAside, TickReport
+from autoscaler.stages import ActOutcome, ActuationResult, Release, SetAside, Stage, TickReport
 from autoscaler.timefmt import iso_utc
 
 __all__ = ["ClusterRecorder", "status_json"]
@@ -159,6 +159,23 @@ class ClusterRecorder:
         extra = {"event": aside.reason, "target": str(aside.ref)}
         log.warning("%s: %s", aside.ref, aside.message, extra=extra)
         self._events.emit(aside.ref, EventKind.WARNING, aside.reason, aside.message, now)
+
+    def failed(self, target: Target, stage: Stage, error: Exception, now: float) -> None:
+        ref = target.state.ref
+        message = (
+            f"{stage.value} failed ({type(error).__name__}: {error}); the Deployment is held as it is"
+        )
+        log.error(
+            "%s: %s",
+            ref,
+            message,
+            exc_info=error,
+            extra={"event": "target_failed", "target": str(ref), "stage": stage.value},
+        )
+        key = ("failed-" + stage.value, type(error).__name__)
+        if self._reported.get(ref) != key:
+            self._reported[ref] = key
+            self._events.emit(ref, EventKind.WARNING, "TargetFailed", message, now)
 
     def released(self, release: Release, result: ActuationResult, now: float) -> None:
         what = "" if result.setpoint is None else result.setpoint.describe()

@@ -30,7 +30,7 @@ from autoscaler.kube import KubeError
 from autoscaler.metrics import METRICS
 from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
 from autoscaler.policy import Decision, Mode
-from autoscaler.stages import ActOutcome, Standing, TickReport
+from autoscaler.stages import ActOutcome, Stage, Standing, TickReport
 
 __all__ = ["PREFIX", "Direction", "ReplicaSource", "Telemetry"]
 
@@ -134,6 +134,12 @@ class Telemetry:
             buckets=QUERY_BUCKETS,
             registry=r,
         )
+        self.target_errors = Counter(
+            PREFIX + "target_errors",
+            "Targets whose tick broke (they were held), by the stage that broke",
+            ("stage",),
+            registry=r,
+        )
         self.metrics_unavailable = Counter(
             PREFIX + "metrics_unavailable_ticks",
             "Ticks in which Prometheus could not be read (targets held)",
@@ -159,6 +165,8 @@ class Telemetry:
             self.query_seconds.labels(outcome)
         for act in ActOutcome:
             self.actuations.labels(act.value)
+        for stage in Stage:
+            self.target_errors.labels(stage.value)
         for standing in Standing:
             self.targets.labels(standing.value).set(0)
         self._gauges: dict[TargetRef, set[_Series]] = {}
@@ -198,6 +206,8 @@ class Telemetry:
             self.targets.labels(state.value).set(count)
         for outcome in summary.outcomes.values():
             self.actuations.labels(outcome.value).inc()
+        for stage in summary.failed.values():
+            self.target_errors.labels(stage.value).inc()
         self._targets(summary.decisions, summary.outcomes, summary.loads, summary.forecasts)
 
     # --- per target -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from autoscaler.stages import (
     ClusterReader,
     Recorder,
     Snapshot,
+    Stage,
     WithoutHistory,
 )
 
@@ -145,3 +146,7 @@ class SimRecorder(Recorder):
     def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
         if decision.changed and result.applied:
             self.changes.append(decision)
+
+    def failed(self, target: Target, stage: Stage, error: Exception, now: float) -> None:
+        # A simulation reports figures, not Events: an error there is a bug to see, not to hold on.
+        raise error

@@ -51,7 +51,7 @@ from autoscaler.observability.telemetry import Direction, ReplicaSource, Telemet
 from autoscaler.patches import scale_patch
 from autoscaler.policy import Decision, Mode, Reason
 from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
-from autoscaler.stages import ActOutcome, MetricsUnavailable, Standing, TickReport
+from autoscaler.stages import ActOutcome, MetricsUnavailable, Stage, Standing, TickReport
 from tests.fakekube import FakeKube
 
 NOW = 1_800_000_000.0
@@ -214,6 +214,7 @@ def test_label_values_are_bounded() -> None:
         "reason": {r.value for r in Reason},
         "direction": {d.value for d in Direction},
         "state": {s.value for s in Standing},
+        "stage": {s.value for s in Stage},
         "outcome": {o.value for o in ActOutcome} | {"ok", "error"},
         "code": {"0"},
         "le": None,  # histogram buckets: fixed at construction
