@@ -8,7 +8,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from types import MappingProxyType
 from typing import Generic, Self, TypeVar
 
 from autoscaler.metrics import METRICS, MetricKind
@@ -99,8 +98,9 @@ class ByKind(Generic[V]):
     _values: Mapping[MetricKind, V]
 
     def __init__(self, values: Mapping[MetricKind, V | None] | None = None) -> None:
+        # A plain dict: nothing hands it out, and `__setattr__` below keeps the whole immutable.
         present = {k: v for k, v in (values or {}).items() if v is not None}
-        object.__setattr__(self, "_values", MappingProxyType(present))
+        object.__setattr__(self, "_values", present)
 
     @classmethod
     def of(cls, **by_name: V | None) -> Self:

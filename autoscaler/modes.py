@@ -26,7 +26,6 @@ __all__ = [
     "MODES",
     "Refusal",
     "ScaleStrategy",
-    "aim",
     "hpa_floor",
     "restore_floor",
     "strategy_of",
@@ -155,8 +154,3 @@ _PLAIN = ReplicasMode()
 def strategy_of(target: Target) -> ScaleStrategy:
     """The strategy of the target's mode; a target outside a cluster has its replicas set."""
     return _PLAIN if target.scaling is None else MODES[target.scaling.mode]
-
-
-def aim(decision: Decision, target: Target) -> Decision:
-    """The decision with its setpoint: what the target's mode moves for it."""
-    return dataclasses.replace(decision, setpoint=strategy_of(target).setpoint(decision, target))

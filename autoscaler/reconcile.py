@@ -1,8 +1,8 @@
 """One tick of the controller, the same in a cluster and in the simulator, and the only place that
 strings the stages (`autoscaler.stages`) together.
 
-For every opted-in workload: read its state and config, fetch its load, forecast, decide, aim the
-decision at what its scale mode moves, act, record. Workloads the reader sets aside (refused,
+For every opted-in workload: read its state and config, fetch its load, forecast, decide, act
+(through the workload's scale mode), record. Workloads the reader sets aside (refused,
 invalid, cooling down) are only reported; floors left on HPAs of workloads that are no longer ours
 are given back first.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
-from autoscaler.modes import aim
 from autoscaler.policy import Decision, DecisionHistory, Policy, PolicyInputs
 from autoscaler.stages import (
     ActOutcome,
@@ -67,7 +66,9 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
     snapshot = stages.reader.snapshot(now)
     if not snapshot.synced:
         return TickReport.idle()
+    by_standing: dict[Standing, list[TargetRef]] = {}
     for aside in snapshot.set_aside:
+        by_standing.setdefault(aside.standing, []).append(aside.ref)
         stages.recorder.set_aside(aside, now)
     for release in snapshot.releases:
         stages.recorder.released(release, stages.actuator.release(release, now), now)
@@ -90,10 +91,10 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         )
         stage = Stage.DECIDE
         try:
-            decision = aim(stages.policy.decide(inputs), target)
+            decision = stages.policy.decide(inputs)
             stage = Stage.ACT
-            # Called on every decision: the setpoint may move when the replicas do not (the floor
-            # of an HPA), and says itself when there is nothing to do.
+            # Called on every decision: what the target's scale mode moves may change when the
+            # replicas do not (the floor of an HPA), and the actuator says when nothing does.
             result = stages.actuator.apply(decision, target)
             memory.histories[ref] = history.after(
                 decision,
@@ -114,7 +115,7 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         memory.keep_only({t.state.ref for t in targets})
 
     def standing(which: Standing) -> tuple[TargetRef, ...]:
-        return tuple(a.ref for a in snapshot.set_aside if a.standing is which)
+        return tuple(by_standing.get(which, ()))
 
     report = TickReport(
         True,

@@ -1,7 +1,7 @@
 """The stages of a tick, as ports: what each one is given and gives back, and the errors that cross
 between them. `reconcile.reconcile_once` strings them together in one direction:
 
-    reader ─> metrics source ─> forecaster ─> policy ─> scale mode ─> actuator ─> recorder
+    reader ─> metrics source ─> forecaster ─> policy ─> actuator (through the scale mode) ─> recorder
 
 A cluster plugs in informers, Prometheus, ARIMA models, the Kubernetes API and Events; the simulator
 plugs in a simulated cluster, a trace-backed source and a list of changes. The policy and the tick are

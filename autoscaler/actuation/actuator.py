@@ -29,7 +29,7 @@ class ClusterActuator:
 
     def apply(self, decision: Decision, target: Target) -> ActuationResult:
         mode = strategy_of(target)
-        setpoint = decision.setpoint or mode.setpoint(decision, target)
+        setpoint = mode.setpoint(decision, target)
         if not setpoint.needed:
             return ActuationResult(ActOutcome.UNCHANGED, setpoint)
         if self._dry_run or (target.scaling is not None and target.scaling.dry_run):

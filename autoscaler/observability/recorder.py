@@ -100,7 +100,7 @@ class ClusterRecorder:
         ref = decision.ref
         now = decision.at
         self._reported.pop(ref, None)
-        setpoint = result.setpoint or decision.setpoint
+        setpoint = result.setpoint
         explained = decision.explain(head=None if setpoint is None else setpoint.head)
         what = "" if setpoint is None else setpoint.describe()
         outcome = result.outcome

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 from autoscaler.metrics import MetricKind
-from autoscaler.model import Forecasts, LoadSnapshot, Setpoint, Target, TargetConfig, TargetRef
+from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetConfig, TargetRef
 
 __all__ = [
     "Decision",
@@ -177,8 +177,6 @@ class Decision:
     trend_load: float | None = None
     lead_s: float | None = None
     untrusted: frozenset[MetricKind] = frozenset()
-    # What this decision sets on the workload, filled in by the target's scale mode (`modes.aim`).
-    setpoint: Setpoint | None = None
 
     @property
     def changed(self) -> bool:

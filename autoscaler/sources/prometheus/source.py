@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,15 +126,11 @@ class PrometheusSource:
         self,
         settings: PrometheusSettings,
         *,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
         on_query: Callable[[float, bool], None] | None = None,
     ) -> None:
         self.settings = settings
-        self._transport = (
-            Transport(settings, on_query=on_query)
-            if sleep is None
-            else Transport(settings, sleep=sleep, on_query=on_query)
-        )
+        self._transport = Transport(settings, sleep=sleep, on_query=on_query)
         self._cache = SeriesCache(settings)
         self._default_selector = settings.default_requests_selector
         self._last_fetches: tuple[FetchRecord, ...] = ()
@@ -166,16 +163,14 @@ class PrometheusSource:
         jobs: list[_Job] = []
         for group in groups:
             until = {ref: self._cache.fetched_until((ref, group.kind)) for ref in group.refs}
-            new = tuple(ref for ref in group.refs if until[ref] is None)
-            known = [t for ref in group.refs if (t := until[ref]) is not None]
+            new = tuple(ref for ref, t in until.items() if t is None)
+            known = {ref: t for ref, t in until.items() if t is not None}
             if new:
                 jobs.append(_Job(FetchPurpose.HISTORY, group, new, history_start, end))
             if known:
-                since = min(known) - step
-                refs = tuple(ref for ref in group.refs if until[ref] is not None)
-                jobs.append(
-                    _Job(FetchPurpose.UPDATE, group, refs, min(max(history_start, since), end), end)
-                )
+                since = min(known.values()) - step
+                start = min(max(history_start, since), end)
+                jobs.append(_Job(FetchPurpose.UPDATE, group, tuple(known), start, end))
         answers = self._run(jobs)
         records: list[FetchRecord] = []
         for job, answer in zip(jobs, answers, strict=True):
