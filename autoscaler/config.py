@@ -79,11 +79,17 @@ ANNOTATION_DEFAULTS: dict[str, str] = {
     },
 }
 
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
-_WHOLE = re.compile(r"[0-9]+")
+# At most 12 digits before and 6 after the point: enough for any intent, and never a value whose
+# conversion or arithmetic overflows.
+_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+_WHOLE = re.compile(r"[0-9]{1,12}")
 # Beyond these a value is a typo, not an intent (a Deployment of a million pods, a day-long start-up).
 MAX_REPLICAS_LIMIT = 10_000
 MAX_SECONDS = 3_600.0
+# A per-pod target outside this range is a unit mistake (requests per hour, per millisecond), and
+# load ÷ target must stay a count of pods that a float and a Deployment can hold.
+MIN_PER_POD = 0.001
+MAX_PER_POD = 1_000_000.0
 
 
 class _Reader:
@@ -125,7 +131,7 @@ def _mode(text: str) -> ScaleMode:
 def _decimal(low: float, high: float, unit: str = "") -> Callable[[str], float]:
     def parse(text: str) -> float:
         if not _DECIMAL.fullmatch(text):
-            raise ValueError("must be a plain non-negative decimal number")
+            raise ValueError("must be a plain decimal number (digits, at most 6 after the point)")
         value = float(text)
         if not (math.isfinite(value) and low <= value <= high):
             raise ValueError(f"must be between {low:g} and {high:g}{unit}")
@@ -134,19 +140,10 @@ def _decimal(low: float, high: float, unit: str = "") -> Callable[[str], float]:
     return parse
 
 
-def _positive(text: str) -> float:
-    if not _DECIMAL.fullmatch(text):
-        raise ValueError("must be a plain positive decimal number")
-    value = float(text)
-    if not (math.isfinite(value) and 0 < value <= 1e12):
-        raise ValueError("must be positive")
-    return value
-
-
 def _whole(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         if not _WHOLE.fullmatch(text):
-            raise ValueError("must be a whole non-negative number")
+            raise ValueError("must be a whole number (digits only)")
         value = int(text)
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
@@ -159,8 +156,8 @@ _KIND_NAMES = ", ".join(kind.value for kind in METRICS)
 
 
 def _metrics(text: str) -> tuple[MetricKind, ...]:
-    names = [part.strip() for part in text.split(",")]
-    if not text.strip() or any(not name for name in names):
+    names = text.split(",")
+    if any(not name for name in names):
         raise ValueError(f"must be a comma-separated list of {_KIND_NAMES}")
     kinds: list[MetricKind] = []
     for name in names:
@@ -197,11 +194,13 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
     metrics = read.get("metrics", _metrics, _metrics(ANNOTATION_DEFAULTS["metrics"]))
     utilization = read.get("target-utilization", _decimal(1, 100, " %"), 70.0)
     per_pod = {
-        kind: read.get(spec.per_pod_annotation, _positive, None)
+        kind: read.get(spec.per_pod_annotation, _decimal(MIN_PER_POD, MAX_PER_POD), None)
         for kind, spec in METRICS.items()
         if spec.per_pod_annotation is not None
     }
-    minimum = read.get("min-replicas", _whole(0, MAX_REPLICAS_LIMIT), 1)
+    # Scale to zero is not offered: with no pod running there is no per-pod load to wake on, and the
+    # controller never scales up on a missing metric.
+    minimum = read.get("min-replicas", _whole(1, MAX_REPLICAS_LIMIT), 1)
     maximum = read.get("max-replicas", _whole(1, MAX_REPLICAS_LIMIT), 100)
     startup = read.get("startup-seconds", _decimal(0, MAX_SECONDS, " s"), None)
     confidence = read.get("confidence", _decimal(50, 99, " %"), 50.0)

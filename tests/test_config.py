@@ -58,7 +58,7 @@ def test_every_key_read() -> None:
         annotated(
             mode="hpa",
             dry_run="true",
-            metrics="cpu, requests,memory",
+            metrics="cpu,requests,memory",
             target_utilization="65.5",
             target_requests_per_pod="40",
             min_replicas="2",
@@ -162,6 +162,35 @@ BAD = [
         id="selector-foreign-namespace",
     ),
     pytest.param(annotated(min_replica="2"), "min-replica", "2", id="unknown-key-typo"),
+    pytest.param(annotated(metrics=" cpu , memory "), "metrics", " cpu , memory ", id="metrics-spaced"),
+    pytest.param(annotated(metrics="cpu,"), "metrics", "cpu,", id="metrics-trailing-comma"),
+    pytest.param(annotated(min_replicas="0"), "min-replicas", "0", id="min-zero-scale-to-zero"),
+    pytest.param(annotated(max_replicas=" 5"), "max-replicas", " 5", id="max-leading-space"),
+    pytest.param(
+        annotated(metrics="requests", target_requests_per_pod="0." + "0" * 300 + "1"),
+        "target-requests-per-pod",
+        "0." + "0" * 300 + "1",
+        id="per-pod-vanishing",
+    ),
+    pytest.param(
+        annotated(metrics="requests", target_requests_per_pod="0.0001"),
+        "target-requests-per-pod",
+        "0.0001",
+        id="per-pod-below-range",
+    ),
+    pytest.param(
+        annotated(metrics="requests", target_requests_per_pod="2000000"),
+        "target-requests-per-pod",
+        "2000000",
+        id="per-pod-above-range",
+    ),
+    pytest.param(annotated(max_replicas="9" * 5000), "max-replicas", "9" * 5000, id="max-5000-digits"),
+    pytest.param(
+        annotated(scale_down_stabilization_seconds="3601"),
+        "scale-down-stabilization-seconds",
+        "3601",
+        id="stabilization-over-an-hour",
+    ),
 ]
 
 

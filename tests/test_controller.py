@@ -378,14 +378,11 @@ def test_bad_annotation_event_no_patch_loop_goes_on(
 def test_one_target_that_cannot_be_computed_does_not_stop_the_others(
     fake_kube: FakeKube, kube: Kube
 ) -> None:
-    # Parses as a positive number, but load divided by it overflows.
-    tiny = "0." + "0" * 319 + "1"
-    broken = {**ON, PREFIX + "metrics": "requests", PREFIX + "target-requests-per-pod": tiny}
-    fake_kube.add_deployment(NS, "broken", replicas=2, annotations=broken)
+    # A CPU request the API server accepts, but load divided by it overflows.
+    fake_kube.add_deployment(NS, "broken", replicas=2, annotations=ON, cpu_request="1e-320")
     fake_kube.add_deployment(NS, "fine", replicas=2, annotations=ON)
     loads = Loads()
     loads.cores.update(broken=2.1, fine=2.1)
-    loads.rps["broken"] = 20.0
     tick = controller(kube, loads)
     fake_kube.clear_log()
     first = tick.tick(NOW)
