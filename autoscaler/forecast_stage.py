@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import pandas as pd
@@ -189,39 +190,39 @@ class ModelForecaster:
         self._settings = settings
         self._make_model = make_model
         self._tracks: dict[tuple[TargetRef, MetricKind], _Track] = {}
+        self._kinds: dict[TargetRef, tuple[MetricKind, ...]] = {}
 
     def latest(self, ref: TargetRef, kind: MetricKind) -> LoadForecast | None:
         track = self._tracks.get((ref, kind))
         return None if track is None else track.latest
 
-    def forecasts(
-        self,
-        targets: Sequence[Target],
-        loads: Mapping[TargetRef, LoadSnapshot],
-        now: float,
-        past: RecordedLoad = NO_HISTORY,
-    ) -> Mapping[TargetRef, Forecasts]:
-        out: dict[TargetRef, Forecasts] = {}
-        live: set[tuple[TargetRef, MetricKind]] = set()
-        for target in targets:
-            ref = target.state.ref
-            snapshot = loads.get(ref)
-            found: dict[MetricKind, LoadForecast | None] = {}
-            for kind in target.config.metrics:
-                key = (ref, kind)
-                live.add(key)
-                track = self._tracks.get(key)
-                if track is None:
-                    track = _Track(kind, self._settings, self._make_model(self._settings.model))
-                    self._tracks[key] = track
-                    recorded = past.recorded(ref, kind)
-                    if recorded is not None:
-                        track.seed(recorded, now, target.config.confidence)
-                sample = None if snapshot is None else snapshot.get(kind)
-                if sample is not None:
-                    track.observe(sample.at, sample.value, target.config.confidence)
-                found[kind] = track.latest
-            out[ref] = Forecasts(found)
-        for gone in [key for key in self._tracks if key not in live]:
-            del self._tracks[gone]
-        return out
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        ref = target.state.ref
+        found: dict[MetricKind, LoadForecast | None] = {}
+        for kind in target.config.metrics:
+            key = (ref, kind)
+            track = self._tracks.get(key)
+            if track is None:
+                track = _Track(kind, self._settings, self._make_model(self._settings.model))
+                recorded = past.recorded(ref, kind)
+                if recorded is not None:
+                    track.seed(recorded, now, target.config.confidence)
+                # Kept only once seeded: a seed that raised is tried again next tick, not half-kept.
+                self._tracks[key] = track
+            sample = load.get(kind)
+            if sample is not None:
+                track.observe(sample.at, sample.value, target.config.confidence)
+            found[kind] = track.latest
+        # A metric dropped from the annotations leaves no model behind.
+        for kind in self._kinds.get(ref, ()):
+            if kind not in found:
+                self._tracks.pop((ref, kind), None)
+        self._kinds[ref] = tuple(found)
+        return Forecasts(found)
+
+    def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
+        for gone in [ref for ref in self._kinds if ref not in refs]:
+            for kind in self._kinds.pop(gone):
+                self._tracks.pop((gone, kind), None)

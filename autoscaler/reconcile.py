@@ -6,9 +6,10 @@ For every opted-in workload: read its state and config, fetch its load, forecast
 invalid, cooling down) are only reported; floors left on HPAs of workloads that are no longer ours
 are given back first.
 
-One workload's failure is its own: an exception while deciding, acting or recording for it is
-handed to the recorder, that workload is held as it is (its history records nothing for the tick,
-as the HPA records no recommendation it could not compute), and the others are decided as usual.
+One workload's failure is its own: an exception while forecasting, deciding, acting or
+recording for it is handed to the recorder, that workload is held as it is (its history records
+nothing for the tick, as the HPA records no recommendation it could not compute), and the others
+are decided as usual.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
 from autoscaler.policy import Decision, DecisionHistory, Policy, PolicyInputs
+from autoscaler.policy.decision import Recommendation
 from autoscaler.stages import (
     ActOutcome,
     Actuator,
@@ -49,17 +51,21 @@ class DecisionMemory:
 
     histories: dict[TargetRef, DecisionHistory] = field(default_factory=dict)
 
-    def get(self, ref: TargetRef) -> DecisionHistory:
-        return self.histories.get(ref) or _EMPTY
+    def get(self, ref: TargetRef, found: int, now: float) -> DecisionHistory:
+        """The target's history; for a target not seen before (a new workload, or every workload
+        after a start or a take-over), the count found is its first recommendation, as the HPA
+        records it: nothing is scaled down within the stabilization window of what was found."""
+        history = self.histories.get(ref)
+        if history is None:
+            return DecisionHistory(recommendations=(Recommendation(now, found),))
+        return history
 
     def keep_only(self, refs: set[TargetRef]) -> None:
         for gone in [ref for ref in self.histories if ref not in refs]:
             del self.histories[gone]
 
 
-_EMPTY = DecisionHistory()
 _NO_LOAD = LoadSnapshot()
-_NO_FORECASTS = Forecasts()
 
 
 def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickReport:
@@ -79,18 +85,19 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
     except MetricsUnavailable:
         loads = {}
         available = False
-    forecasts = stages.forecaster.forecasts(targets, loads, now, stages.source)
+    forecasts: dict[TargetRef, Forecasts] = {}
     decisions: list[Decision] = []
     outcomes: dict[TargetRef, ActOutcome] = {}
     failed: dict[TargetRef, Stage] = {}
     for target in targets:
         ref = target.state.ref
-        history = memory.get(ref)
-        inputs = PolicyInputs(
-            target, loads.get(ref, _NO_LOAD), history, now, forecasts.get(ref, _NO_FORECASTS)
-        )
-        stage = Stage.DECIDE
+        history = memory.get(ref, target.state.spec_replicas, now)
+        load = loads.get(ref, _NO_LOAD)
+        stage = Stage.FORECAST
         try:
+            forecasts[ref] = stages.forecaster.forecast(target, load, now, stages.source)
+            inputs = PolicyInputs(target, load, history, now, forecasts[ref])
+            stage = Stage.DECIDE
             decision = stages.policy.decide(inputs)
             stage = Stage.ACT
             # Called on every decision: what the target's scale mode moves may change when the
@@ -111,8 +118,10 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
             continue
         decisions.append(decision)
         outcomes[ref] = result.outcome
+    live = {t.state.ref for t in targets}
+    stages.forecaster.keep_only(live)
     if len(memory.histories) > len(targets):
-        memory.keep_only({t.state.ref for t in targets})
+        memory.keep_only(live)
 
     def standing(which: Standing) -> tuple[TargetRef, ...]:
         return tuple(by_standing.get(which, ()))

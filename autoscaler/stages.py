@@ -11,6 +11,7 @@ the same in both. Stages are built once and given `now` on every call; none read
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -94,6 +95,7 @@ class Snapshot:
 class Stage(Enum):
     """The part of a target's tick that went wrong, when one did."""
 
+    FORECAST = "forecast"
     DECIDE = "decide"
     ACT = "act"
     RECORD = "record"
@@ -162,30 +164,33 @@ class MetricsSource(RecordedLoad, Protocol):
 
 
 class Forecaster(Protocol):
-    def forecasts(
-        self,
-        targets: Sequence[Target],
-        loads: Mapping[TargetRef, LoadSnapshot],
-        now: float,
-        past: RecordedLoad = NO_HISTORY,
-    ) -> Mapping[TargetRef, Forecasts]:
-        """Takes this tick's observations in and returns the latest forecast per target; a target
-        absent from the result has none (the policy then falls back to reactive scaling). A model
-        for a target or metric seen for the first time starts from `past`."""
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        """Takes this tick's observation of one target in and returns its latest forecasts; none
+        for a metric means the policy falls back to reactive scaling there. A model for a target or
+        metric seen for the first time starts from `past`. Called once per target and tick, so what
+        goes wrong for one target is that target's alone."""
         ...
+
+    def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
+        """Forget the models of targets the tick no longer saw."""
+        return None
 
 
 class WithoutForecasts:
     """The forecaster stage of a purely reactive controller, such as the HPA baseline."""
 
-    def forecasts(
-        self,
-        targets: Sequence[Target],
-        loads: Mapping[TargetRef, LoadSnapshot],
-        now: float,
-        past: RecordedLoad = NO_HISTORY,
-    ) -> Mapping[TargetRef, Forecasts]:
-        return {}
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        return _NO_FORECASTS
+
+    def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
+        return None
+
+
+_NO_FORECASTS = Forecasts()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 from quality import CPU_TRACES, FOLDER, SWEEP, fmt
@@ -40,13 +40,9 @@ class Foresight:
         self._step = grid.step_s
         self._kind = kind
 
-    def forecasts(
-        self,
-        targets: Sequence[Target],
-        loads: Mapping[TargetRef, LoadSnapshot],
-        now: float,
-        past: RecordedLoad = NO_HISTORY,
-    ) -> Mapping[TargetRef, Forecasts]:
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
         first = round((now - self._start) / self._step)
         count = HORIZON_S // self._step
         ahead = self._peak[first : first + count]
@@ -55,7 +51,10 @@ class Foresight:
         forecast = LoadForecast(
             self._kind, now, float(self._step), times, values, values, 0.5, NEVER_WRONG
         )
-        return {t.state.ref: Forecasts({self._kind: forecast}) for t in targets}
+        return Forecasts({self._kind: forecast})
+
+    def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
+        return None
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ from autoscaler.model import (
     TargetRef,
 )
 from autoscaler.patches import ORIGINAL_MIN_KEY
-from autoscaler.policy import PredictivePolicy
+from autoscaler.policy import PredictivePolicy, Reason
 from autoscaler.sources.cluster import ClusterObjects, ClusterReader
 from autoscaler.sources.informers import Informers
 from autoscaler.stages import NO_HISTORY, MetricsUnavailable, RecordedLoad, Stage, WithoutHistory
@@ -80,31 +81,27 @@ class Predicted:
     def __init__(self) -> None:
         self.upper: dict[str, float] = {}
 
-    def forecasts(
-        self,
-        targets: Sequence[Target],
-        loads: Mapping[TargetRef, LoadSnapshot],
-        now: float,
-        past: RecordedLoad = NO_HISTORY,
-    ) -> Mapping[TargetRef, Forecasts]:
-        out = {}
-        for target in targets:
-            upper = self.upper.get(target.state.ref.name)
-            if upper is None:
-                continue
-            times = tuple(now - 60 + 300 * i for i in range(6))
-            forecast = LoadForecast(
-                kind=MetricKind.CPU,
-                made_at=now - 60,
-                step_s=300,
-                times=times,
-                mean=(upper * 0.8,) * 6,
-                upper=(upper,) * 6,
-                level=0.8,
-                quality=ForecastQuality(48, 0.5, 0.85),
-            )
-            out[target.state.ref] = Forecasts.of(cpu=forecast)
-        return out
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        upper = self.upper.get(target.state.ref.name)
+        if upper is None:
+            return Forecasts()
+        times = tuple(now - 60 + 300 * i for i in range(6))
+        forecast = LoadForecast(
+            kind=MetricKind.CPU,
+            made_at=now - 60,
+            step_s=300,
+            times=times,
+            mean=(upper * 0.8,) * 6,
+            upper=(upper,) * 6,
+            level=0.8,
+            quality=ForecastQuality(48, 0.5, 0.85),
+        )
+        return Forecasts.of(cpu=forecast)
+
+    def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
+        return None
 
 
 class Listed:
@@ -533,3 +530,42 @@ def test_kubectl_sees_and_steers_the_controller(
     tick.tick(NOW + 60)
     assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "4"
     assert "InvalidAnnotation" in kubectl("get", "events")
+
+
+def test_after_a_restart_nothing_scales_down_within_the_window_of_the_count_found(
+    fake_kube: FakeKube, kube: Kube
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=6, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 0.7  # one pod's worth: the HPA's answer alone is 2
+    restarted = controller(kube, loads)  # a fresh process: no decision history at all
+    for t in range(0, 300, 30):
+        report = restarted.tick(NOW + t)
+        assert replicas(fake_kube, "web") == 6, f"scaled down {t} s after the start"
+        assert Reason.HELD_BY_STABILIZATION in report.decisions[0].reasons
+    restarted.tick(NOW + 300)
+    assert replicas(fake_kube, "web") == 2, "once the window of the count found has passed"
+
+
+def test_after_a_take_over_nothing_scales_down_within_the_window_of_the_count_found(
+    fake_kube: FakeKube, kube: Kube
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    leading = [True]
+    stages = cluster_stages(
+        kube, Listed(kube), loads, Predicted(), PredictivePolicy(interval_s=30), dry_run=False
+    )
+    tick = Controller(stages, may_act=lambda: leading[0])
+    tick.tick(NOW)
+    assert replicas(fake_kube, "web") == 6
+    leading[0] = False  # the lease moved; the other replica found 6 and kept it a long while
+    tick.tick(NOW + 30)
+    loads.cores["web"] = 0.7
+    leading[0] = True  # and it came back
+    tick.tick(NOW + 3600)
+    tick.tick(NOW + 3600 + 270)
+    assert replicas(fake_kube, "web") == 6, "a new leader does not scale down on arrival"
+    tick.tick(NOW + 3600 + 300)
+    assert replicas(fake_kube, "web") == 2

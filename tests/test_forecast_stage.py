@@ -49,8 +49,9 @@ def feed(
     load: Callable[[float], float] = wave,
 ) -> None:
     for t in range(START, START + seconds, 30):
-        loads = {target.state.ref: LoadSnapshot.of(requests=Sample(load(t), t)) for target in targets}
-        stage.forecasts(targets, loads, t + 30)
+        for target in targets:
+            stage.forecast(target, LoadSnapshot.of(requests=Sample(load(t), t)), t + 30)
+        stage.keep_only({target.state.ref for target in targets})
 
 
 def naive_stage() -> ModelForecaster:

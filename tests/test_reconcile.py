@@ -1,7 +1,8 @@
 """`reconcile_once`, the tick shared by the controller and the simulator: a metrics outage makes every
 target hold (never scale down blind) and the next tick acts again; a failed actuation is not counted
 as a scale event; a target that disappears is forgotten; unchanged targets are not actuated; an
-exception while acting for one target holds that target only, and is handed to the recorder."""
+exception while forecasting or acting for one target holds that target only, and is handed to the
+recorder."""
 
 from __future__ import annotations
 
@@ -9,15 +10,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.metrics import MetricKind
-from autoscaler.model import Bounds, LoadSnapshot, Sample, Target, TargetConfig, TargetRef, WorkloadState
+from autoscaler.model import (
+    Bounds,
+    Forecasts,
+    LoadSnapshot,
+    Sample,
+    Target,
+    TargetConfig,
+    TargetRef,
+    WorkloadState,
+)
 from autoscaler.policy import Decision, HpaPolicy, Reason
 from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
 from autoscaler.stages import (
+    NO_HISTORY,
     ActOutcome,
     ActuationResult,
     Actuator,
     ClusterReader,
     MetricsUnavailable,
+    RecordedLoad,
     Recorder,
     Snapshot,
     Stage,
@@ -109,11 +121,11 @@ def test_failed_actuation_is_not_a_scale_event() -> None:
     memory = DecisionMemory()
     reconcile_once(stages, memory, 1000.0)
     assert log.seen[-1][1] is False
-    assert memory.get(A).scale_events == ()
+    assert memory.histories[A].scale_events == ()
     cluster.refuse = False
     reconcile_once(stages, memory, 1015.0)
     assert cluster.replicas[A] == 6
-    assert [e.delta for e in memory.get(A).scale_events] == [4]
+    assert [e.delta for e in memory.histories[A].scale_events] == [4]
 
 
 def test_unchanged_targets_are_not_patched_and_gone_ones_forgotten() -> None:
@@ -136,7 +148,36 @@ def test_one_targets_failure_is_its_own() -> None:
     assert log.failures == [(A, Stage.ACT, "boom")]
     assert [d.ref for d in report.decisions] == [B]
     assert cluster.replicas == {A: 2, B: 6}
-    assert memory.get(A).scale_events == (), "a tick that broke records nothing"
+    assert A not in memory.histories, "a tick that broke records nothing"
     cluster.explode = set()
+    reconcile_once(stages, memory, 1015.0)
+    assert cluster.replicas[A] == 6
+
+
+@dataclass
+class Broken(WithoutForecasts):
+    """A forecaster whose model for some targets raises."""
+
+    explode: set[TargetRef] = field(default_factory=set)
+
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        if target.state.ref in self.explode:
+            raise FloatingPointError("overflow in the model")
+        return Forecasts()
+
+
+def test_a_forecaster_failure_for_one_target_holds_that_target_only() -> None:
+    stages, cluster, metrics, log = make({A: 2, B: 2}, {A: 60.0, B: 60.0})
+    forecaster = Broken({A})
+    stages = Stages(cluster, metrics, forecaster, HpaPolicy(), cluster, log)
+    memory = DecisionMemory()
+    report = reconcile_once(stages, memory, 1000.0)
+    assert report.failed == {A: Stage.FORECAST}
+    assert log.failures == [(A, Stage.FORECAST, "overflow in the model")]
+    assert cluster.replicas == {A: 2, B: 6}
+    assert A not in memory.histories
+    forecaster.explode = set()
     reconcile_once(stages, memory, 1015.0)
     assert cluster.replicas[A] == 6

@@ -9,7 +9,7 @@ is capped by the policy's own capacity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
 from autoscaler.stages import NO_HISTORY, Forecaster, RecordedLoad
@@ -22,8 +22,9 @@ class ForecastTape:
 
     def __init__(self, inner: Forecaster | None) -> None:
         self._inner = inner
-        self._ticks: dict[float, Mapping[TargetRef, Forecasts]] = {}
-        self.last: Mapping[TargetRef, Forecasts] = {}
+        self._ticks: dict[tuple[float, TargetRef], Forecasts] = {}
+        # The forecasts each target was last given, for the run's forecast band.
+        self.last: dict[TargetRef, Forecasts] = {}
 
     @property
     def recording(self) -> bool:
@@ -34,16 +35,19 @@ class ForecastTape:
         replay._ticks = self._ticks
         return replay
 
-    def forecasts(
-        self,
-        targets: Sequence[Target],
-        loads: Mapping[TargetRef, LoadSnapshot],
-        now: float,
-        past: RecordedLoad = NO_HISTORY,
-    ) -> Mapping[TargetRef, Forecasts]:
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        key = (now, target.state.ref)
         if self._inner is not None:
-            self.last = self._inner.forecasts(targets, loads, now, past)
-            self._ticks[now] = self.last
-        else:
-            self.last = self._ticks.get(now, {})
-        return self.last
+            self._ticks[key] = self._inner.forecast(target, load, now, past)
+        found = self._ticks.get(key, _NONE)
+        self.last[target.state.ref] = found
+        return found
+
+    def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
+        if self._inner is not None:
+            self._inner.keep_only(refs)
+
+
+_NONE = Forecasts()

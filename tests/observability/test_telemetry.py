@@ -355,7 +355,7 @@ def test_seeding_works_whatever_the_index_unit(unit: Literal["s", "us", "ns"]) -
 
     config = TargetConfig((MetricKind.REQUESTS,), Bounds(1, 50), per_pod={MetricKind.REQUESTS: 10.0})
     target = Target(WorkloadState(WEB, 2, 2), config)
-    out = stage.forecasts([target], {}, NOW, Recorded())
-    seeded = out[WEB].get(MetricKind.REQUESTS)
+    out = stage.forecast(target, LoadSnapshot(), NOW, Recorded())
+    seeded = out.get(MetricKind.REQUESTS)
     assert seeded is not None, "the recorded past seeds a forecast at once"
     assert seeded.quality.checked > 0
