@@ -80,7 +80,7 @@ def settings_for(env: PromEnv, **changes: object) -> PrometheusSettings:
         rate_window="2m",
         history_s=6 * HOURS,
         cache_s=6 * HOURS,
-        stale_after_s=180.0,
+        late_steps=1,
         quality_window_s=600.0,
         max_missing_share=0.3,
     )

@@ -2,8 +2,9 @@
 `step_s` seconds (epoch multiples), bounded to `cache_s`; what a tick reads its latest samples from
 and models are seeded from.
 
-Data hygiene: a kind whose latest point is older than `stale_after_s`, or that misses more than
-`max_missing_share` of its points over the last `quality_window_s`, has no usable sample.
+Data hygiene: a kind whose latest point is more than `late_steps` behind the newest grid point, or
+that misses more than `max_missing_share` of its points over the last `quality_window_s`, has no
+usable sample.
 """
 
 from __future__ import annotations
@@ -142,9 +143,9 @@ class SeriesCache:
         if upto == 0:
             return None
         last_t = int(points.times[upto - 1])
-        if now - last_t > self.settings.stale_after_s:
-            return None
         step = self.settings.step_s
+        if self.align(now) - last_t > self.settings.late_steps * step:
+            return None
         # Grid points in (now - window, now], counted from the series' first point for a series that
         # began inside the window (a new Deployment is not "missing" its past).
         first_grid = max(self.align(now - self.settings.quality_window_s) + step, int(points.times[0]))

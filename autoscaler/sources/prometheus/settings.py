@@ -39,7 +39,11 @@ class PrometheusSettings:
     cache_s: float = 3 * 86400.0
     # The request counter of targets that name none; a selector, e.g. 'http_requests_total{code!~"5.."}'.
     default_requests_metric: str = "http_requests_total"
-    stale_after_s: float = 180.0
+    # Missing means missing: the latest point must be on the newest grid point at or before now, or at
+    # most this many steps behind it (a query that races the boundary's evaluation). A series that
+    # stopped (its target gone from the scrape, a relabeling, kube-state-metrics down) is not
+    # stretched from what the cache still holds.
+    late_steps: int = 1
     quality_window_s: float = 600.0
     max_missing_share: float = 0.3
     # Points per series of one query (Prometheus refuses more than 11 000).
@@ -64,8 +68,8 @@ class PrometheusSettings:
             raise ValueError("timeout_s must be positive, retries and backoff_s non-negative")
         if self.history_s < self.step_s or self.cache_s < self.quality_window_s:
             raise ValueError("history_s must cover a step and cache_s the quality window")
-        if self.stale_after_s <= 0 or self.quality_window_s < self.step_s:
-            raise ValueError("stale_after_s must be positive and quality_window_s at least one step")
+        if self.late_steps < 0 or self.quality_window_s < self.step_s:
+            raise ValueError("late_steps must be ≥ 0 and quality_window_s at least one step")
         if not 0.0 <= self.max_missing_share < 1.0:
             raise ValueError("max_missing_share must be in [0, 1)")
         if not 2 <= self.max_points_per_query <= PROMETHEUS_POINT_LIMIT:
