@@ -148,6 +148,7 @@ def connect(
     kubeconfig: Path | None,
     user_agent: str,
     on_error: Callable[[KubeError], None] | None = None,
+    timeout_s: float = 10.0,
 ) -> Kube:
     """A client from the kubeconfig file if one is given, else the in-cluster service account when
     running in a pod, else the default kubeconfig ($KUBECONFIG, ~/.kube/config) as kubectl does."""
@@ -170,7 +171,7 @@ def connect(
         raise ValueError(f"cannot load Kubernetes credentials from {source}: {error}") from None
     api = client.ApiClient(configuration)
     api.user_agent = user_agent
-    return Kube(api, on_error=on_error)
+    return Kube(api, timeout_s=timeout_s, on_error=on_error)
 
 
 class Kube:

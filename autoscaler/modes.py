@@ -77,7 +77,8 @@ class ReplicasMode:
         return Setpoint(Knob.REPLICAS, decision.current, decision.replicas, decision.changed)
 
     def patch(self, setpoint: Setpoint, target: Target) -> Patch:
-        return scale_patch(target.state.ref, setpoint.wanted)
+        version = "" if target.scaling is None else target.scaling.resource_version
+        return scale_patch(target.state.ref, setpoint.wanted, version)
 
 
 def hpa_floor(decision: Decision, original_min: int, current_min: int, max_replicas: int) -> int:

@@ -45,9 +45,15 @@ class Patch:
         return f"{self.what.value} {self.namespace}/{self.name}"
 
 
-def scale_patch(ref: TargetRef, replicas: int) -> Patch:
-    """The Deployment's replicas, through its `scale` subresource."""
-    return Patch(Patched.SCALE, ref.namespace, ref.name, {"spec": {"replicas": replicas}})
+def scale_patch(ref: TargetRef, replicas: int, resource_version: str = "") -> Patch:
+    """The Deployment's replicas, through its `scale` subresource; with a `resource_version`, only
+    if the Deployment is still at it (409 otherwise): the count was decided from that view, so a
+    change made meanwhile (someone else's scale, an opt-out, dry-run switched on) wins, and the
+    next tick decides again from the new one."""
+    body: dict[str, object] = {"spec": {"replicas": replicas}}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    return Patch(Patched.SCALE, ref.namespace, ref.name, body)
 
 
 def hpa_floor_patch(

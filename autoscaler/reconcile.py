@@ -137,6 +137,7 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         loads,
         forecasts,
         failed,
+        standing(Standing.STALE_VIEW),
     )
     stages.recorder.finish(report)
     return report

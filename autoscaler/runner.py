@@ -93,7 +93,7 @@ def run_controller(
     if settings.metrics_port is not None:
         health = HealthServer(
             settings.metrics_port,
-            ready=lambda: informers.synced,
+            not_ready=informers.not_ready,
             metrics=telemetry.render,
             stale_after_s=max(STALE_FLOOR_S, STALE_TICKS * settings.interval_s),
         )

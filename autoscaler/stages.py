@@ -58,6 +58,7 @@ class Standing(Enum):
     REFUSED = "refused"  # its scale mode cannot act on it (mode replicas with an HPA, hpa without)
     INVALID = "invalid"  # annotations that cannot be used
     COOLING_DOWN = "cooling-down"  # left alone for a while after a permission error
+    STALE_VIEW = "stale-view"  # held: the watch that covers it is failing or unconfirmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,8 @@ class TickReport:
     forecasts: Mapping[TargetRef, Forecasts] = field(default_factory=dict)
     # Targets whose tick broke, and where; they are held as they are.
     failed: Mapping[TargetRef, Stage] = field(default_factory=dict)
+    # Opted-in targets held because the view of them may be out of date.
+    stale: tuple[TargetRef, ...] = ()
 
     @classmethod
     def idle(cls) -> TickReport:

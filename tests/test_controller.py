@@ -119,6 +119,9 @@ class Listed:
     def forget(self, ref: TargetRef) -> None:
         self.forgotten.append(ref)
 
+    def stale(self) -> Mapping[str | None, str]:
+        return {}
+
 
 @pytest.fixture
 def kube(kubeconfig: Path) -> Kube:

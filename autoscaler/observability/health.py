@@ -1,6 +1,7 @@
 """The controller's HTTP endpoints: for the kubelet `/healthz` (the tick loop is alive: a tick ended
-recently) and `/readyz` (the cluster caches are filled, so ticks act on a whole picture, whether this
-replica leads or stands by); for Prometheus `/metrics`, whose exposition the caller renders."""
+recently) and `/readyz` (the cluster caches are filled and current, so ticks act on a whole and
+fresh picture, whether this replica leads or stands by; otherwise 503 with the reason); for
+Prometheus `/metrics`, whose exposition the caller renders."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ class HealthServer:
     def __init__(
         self,
         port: int,
-        ready: Callable[[], bool],
+        not_ready: Callable[[], str | None],
         *,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
         stale_after_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         host: str = "0.0.0.0",
     ) -> None:
-        self._ready = ready
+        self._not_ready = not_ready
         self._metrics = metrics
         self._stale = stale_after_s
         self._clock = clock
@@ -68,7 +69,8 @@ class HealthServer:
                 return 200, "ok\n"
             return 503, f"no tick has ended for {age:.0f} s\n"
         if path == "/readyz":
-            return (200, "ok\n") if self._ready() else (503, "cluster caches not synced yet\n")
+            why = self._not_ready()
+            return (200, "ok\n") if why is None else (503, why + "\n")
         return 404, "not found\n"
 
     def start(self) -> None:

@@ -201,6 +201,7 @@ class Telemetry:
             Standing.REFUSED: len(summary.refused),
             Standing.INVALID: len(summary.invalid),
             Standing.COOLING_DOWN: len(summary.cooling),
+            Standing.STALE_VIEW: len(summary.stale),
         }
         for state, count in counts.items():
             self.targets.labels(state.value).set(count)

@@ -218,6 +218,10 @@ class ClusterObjects(Protocol):
         """Drop a Deployment the server said is gone."""
         ...
 
+    def stale(self) -> Mapping[str | None, str]:
+        """Namespaces (None: all) whose view may be out of date, and why."""
+        ...
+
 
 class ClusterReader:
     """The reader stage in a cluster: a snapshot of `objects` every tick, with the targets that
@@ -235,14 +239,27 @@ class ClusterReader:
         built = build_snapshot(objects(Kind.DEPLOYMENT), objects(Kind.HPA), objects(Kind.POD), now)
         for ref in [r for r, until in self._resting.items() if until <= now]:
             del self._resting[ref]
-        if not self._resting:
+        stale = self._objects.stale()
+        if not self._resting and not stale:
             return built
-        resting = [t for t in built.targets if t.state.ref in self._resting]
-        return Snapshot(
-            tuple(t for t in built.targets if t.state.ref not in self._resting),
-            (*built.set_aside, *(SetAside(t.state.ref, Standing.COOLING_DOWN) for t in resting)),
-            built.releases,
+        held: list[SetAside] = []
+        targets: list[Target] = []
+        for target in built.targets:
+            ref = target.state.ref
+            why = stale.get(None, stale.get(ref.namespace))
+            if why is not None:
+                # Written from this view, a change made meanwhile (an opt-out, dry-run, someone
+                # else's scale) would be undone: hold until the view is current again.
+                held.append(SetAside(ref, Standing.STALE_VIEW, "StaleView",
+                                     f"held as it is: {why}", ("stale-view", "")))  # fmt: skip
+            elif ref in self._resting:
+                held.append(SetAside(ref, Standing.COOLING_DOWN))
+            else:
+                targets.append(target)
+        releases = tuple(
+            r for r in built.releases if stale.get(None, stale.get(r.ref.namespace)) is None
         )
+        return Snapshot(tuple(targets), (*built.set_aside, *held), releases)
 
     def learn(self, ref: TargetRef, result: ActuationResult, now: float) -> None:
         if result.outcome is ActOutcome.FORBIDDEN:

@@ -1,16 +1,23 @@
 """Informers: list-then-watch caches of the objects the cluster reader turns into snapshots.
 
 One informer per resource kind and namespace lists once, then follows a watch from the list's
-resourceVersion; a watch that ends or drops is resumed from the last version seen, and only a 410
-(the server no longer has that history) or an error makes it list again. A tick reads the caches and
+resourceVersion; a watch that ends or drops is resumed from the last version seen, and a 410 (the
+server no longer has that history) or an error makes it list again. A tick reads the caches and
 never lists anything itself.
+
+Each informer knows how fresh its cache is: it is *confirmed* by a list, by every event and by every
+watch that ends as asked; it is *stale* from the first failure of a list or a watch until a list
+succeeds again, and when nothing confirmed it for longer than a watch lasts plus `grace_s` (a
+stream that hangs without an error). The reader holds the targets a stale cache covers, and the
+controller reports itself not ready, rather than write from an old view.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from autoscaler.kube import JsonObject, Kind, Kube, ResourceVersionExpired, key_of
 from autoscaler.model import TargetRef
@@ -31,12 +38,18 @@ class Informer:
         *,
         watch_timeout_s: int = 300,
         backoff_s: float = 1.0,
+        grace_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kube = kube
         self.kind = kind
-        self._namespace = namespace
+        self.namespace = namespace
         self._watch_timeout = watch_timeout_s
         self._backoff = backoff_s
+        self._grace = grace_s
+        self._clock = clock
+        self._confirmed_at = clock()
+        self._failure: str | None = None
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str], JsonObject] = {}
         self._version = ""
@@ -56,8 +69,24 @@ class Informer:
         with self._lock:
             return list(self._objects.values())
 
+    def staleness(self) -> str | None:
+        """Why the cache may no longer be the server's state, or None while it is confirmed."""
+        with self._lock:
+            failure, confirmed_at = self._failure, self._confirmed_at
+        if failure is not None:
+            return f"the {self.kind.value} watch is failing ({failure})"
+        quiet = self._clock() - confirmed_at
+        if quiet > self._watch_timeout + self._grace:
+            return f"the {self.kind.value} watch has not been confirmed for {quiet:.0f} s"
+        return None
+
+    def _confirm(self) -> None:
+        with self._lock:
+            self._confirmed_at = self._clock()
+            self._failure = None
+
     def start(self) -> None:
-        where = self._namespace or "all"
+        where = self.namespace or "all"
         self._thread = threading.Thread(
             target=self._run, name=f"informer-{self.kind.value}-{where}", daemon=True
         )
@@ -67,10 +96,11 @@ class Informer:
         self._stop.set()
 
     def _relist(self) -> None:
-        items, version = self._kube.list(self.kind, self._namespace)
+        items, version = self._kube.list(self.kind, self.namespace)
         with self._lock:
             self._objects = {key_of(item): item for item in items}
             self._version = version
+        self._confirm()
         self.lists += 1
         self._synced.set()
 
@@ -83,15 +113,24 @@ class Informer:
                     self._relist()
                     need_list = False
                 for event in self._kube.watch(
-                    self.kind, self._namespace, self._version, self._watch_timeout
+                    self.kind, self.namespace, self._version, self._watch_timeout
                 ):
                     if self._stop.is_set():
                         return
                     self._apply(event.type, event.object)
+                    if self._failure is None:
+                        self._confirm()
+                # Ended as asked: everything up to now was seen.
+                self._confirm()
                 failures = 0
             except ResourceVersionExpired:
                 need_list = True
             except Exception as error:
+                with self._lock:
+                    self._failure = f"{type(error).__name__}: {error}"[:200]
+                # Only a successful list shows the cache is whole again; events missed while the
+                # watch was down are not replayed by resuming from an old version for certain.
+                need_list = True
                 failures += 1
                 log.warning(
                     "watch of %s failed (%s); resuming",
@@ -128,10 +167,11 @@ class Informers:
         *,
         watch_timeout_s: int = 300,
         make: Callable[..., Informer] = Informer,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self._informers = {
-            kind: [make(kube, kind, ns, watch_timeout_s=watch_timeout_s) for ns in scopes]
+            kind: [make(kube, kind, ns, watch_timeout_s=watch_timeout_s, clock=clock) for ns in scopes]
             for kind in Kind
         }
 
@@ -151,6 +191,27 @@ class Informers:
 
     def wait_synced(self, timeout_s: float) -> bool:
         return all(i.wait_synced(timeout_s) for group in self._informers.values() for i in group)
+
+    def stale(self) -> Mapping[str | None, str]:
+        """Namespaces (None: all) whose Deployments or HPAs may be out of date, and why; pods only
+        inform the start-up estimate, so a stale pod cache holds nothing."""
+        out: dict[str | None, str] = {}
+        for kind in (Kind.DEPLOYMENT, Kind.HPA):
+            for informer in self._informers[kind]:
+                reason = informer.staleness()
+                if reason is not None and informer.namespace not in out:
+                    out[informer.namespace] = reason
+        return out
+
+    def not_ready(self) -> str | None:
+        """Why `/readyz` should fail: caches not filled yet, or a view that is not current."""
+        if not self.synced:
+            return "cluster caches not synced yet"
+        stale = self.stale()
+        if stale:
+            where, reason = next(iter(stale.items()))
+            return f"stale view of {where or 'all namespaces'}: {reason}"
+        return None
 
     @property
     def lists(self) -> int:

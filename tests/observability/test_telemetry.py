@@ -274,7 +274,8 @@ def test_prometheus_queries_are_timed() -> None:
 def test_metrics_are_served_beside_the_probes() -> None:
     t = Telemetry()
     t.tick_done(summary(decision(WEB)), 0.05, NOW)
-    server = HealthServer(0, ready=lambda: False, metrics=t.render, host="127.0.0.1")
+    why = "stale view of shop: the deployments watch is failing (boom)"
+    server = HealthServer(0, not_ready=lambda: why, metrics=t.render, host="127.0.0.1")
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"
@@ -290,6 +291,7 @@ def test_metrics_are_served_beside_the_probes() -> None:
         with pytest.raises(urllib.error.HTTPError) as not_ready:
             urllib.request.urlopen(base + "/readyz", timeout=5)
         assert not_ready.value.code == 503
+        assert not_ready.value.read().decode() == why + "\n"
     finally:
         server.stop()
 

@@ -1,0 +1,208 @@
+"""API server faults against the controller: the official client and real watches (the informers)
+against the fake API server, a manual clock for the ticks.
+
+* No write from a stale view: while the Deployments watch fails, every target it covers is held
+  (no patch at all), `/readyz` names the reason, and what changed meanwhile (an opt-out, dry-run
+  switched on, someone else's scale) is honoured once the view is current again.
+* A scale patch carries the resourceVersion it was decided from: a change made after the view was
+  read wins (409) and the next tick decides again.
+* Errors on writes (5xx, 409, 403), slow answers and a whole outage never scale anything down and
+  never stop the other Deployments.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from autoscaler.config import PREFIX
+from autoscaler.kube import JsonObject, Kind, Kube, connect
+from autoscaler.model import TargetRef
+from autoscaler.patches import scale_patch
+from autoscaler.policy import PredictivePolicy
+from autoscaler.sources.informers import Informer, Informers
+from autoscaler.stages import ActOutcome
+from autoscaler.wiring import Controller, cluster_stages
+from tests.fakekube import FakeKube
+from tests.test_controller import ON, Listed, Loads, Predicted, replicas, writes
+
+NS = "shop"
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Kube:
+    return connect(kubeconfig, user_agent="predictive-autoscaler/test")
+
+
+@pytest.fixture
+def informers(kube: Kube) -> Iterator[Informers]:
+    quick = functools.partial(Informer, backoff_s=0.02)
+    started = Informers(kube, None, watch_timeout_s=30, make=quick)
+    started.start()
+    assert started.wait_synced(10)
+    yield started
+    started.stop()
+
+
+def until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Wait for a watch thread to get somewhere (the ticks themselves never wait)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def edit(fake: FakeKube, name: str, change: Callable[[JsonObject], None]) -> None:
+    """A change someone else makes, straight into the server's store."""
+    deployment = fake.get_object("Deployment", NS, name)
+    assert deployment is not None
+    change(deployment)
+    fake.put_object(deployment)
+
+
+def annotate(key: str, value: str) -> Callable[[JsonObject], None]:
+    def change(deployment: JsonObject) -> None:
+        deployment["metadata"]["annotations"][PREFIX + key] = value
+
+    return change
+
+
+def scale_to(count: int) -> Callable[[JsonObject], None]:
+    def change(deployment: JsonObject) -> None:
+        deployment["spec"]["replicas"] = count
+
+    return change
+
+
+def three_deployments(fake: FakeKube) -> Loads:
+    loads = Loads()
+    for name in ("opting-out", "going-dry", "raised"):
+        fake.add_deployment(NS, name, replicas=2, annotations=ON)
+        loads.cores[name] = 2.1  # 6 pods' worth at 0.35 cores a pod
+    return loads
+
+
+def test_a_failing_watch_holds_its_targets_and_fails_readiness(
+    fake_kube: FakeKube, kube: Kube, informers: Informers
+) -> None:
+    loads = three_deployments(fake_kube)
+    until(lambda: len(informers.objects(Kind.DEPLOYMENT)) == 3, "the watch to see them")
+    tick = Controller(cluster_stages(kube, informers, loads, Predicted(), PredictivePolicy()))
+    fake_kube.inject("GET", r"/deployments$", status=500, times=None)
+    fake_kube.drop_watches()
+    until(lambda: bool(informers.stale()), "the watch to fail")
+    edit(fake_kube, "opting-out", annotate("enabled", "false"))
+    edit(fake_kube, "going-dry", annotate("dry-run", "true"))
+    edit(fake_kube, "raised", scale_to(9))
+    fake_kube.clear_log()
+
+    report = tick.tick(NOW)
+    assert set(report.stale) == {TargetRef(NS, n) for n in ("opting-out", "going-dry", "raised")}
+    assert report.decisions == ()
+    assert writes(fake_kube, "/scale") == []
+    why = informers.not_ready()
+    assert why is not None
+    assert "deployments watch is failing" in why
+
+    fake_kube.heal()
+    until(lambda: not informers.stale(), "a list to succeed again")
+    assert informers.not_ready() is None
+    report = tick.tick(NOW + 30)
+    assert replicas(fake_kube, "opting-out") == 2, "opted out while the watch failed"
+    assert replicas(fake_kube, "going-dry") == 2, "switched to dry-run while the watch failed"
+    assert writes(fake_kube, "/deployments/opting-out") == []
+    assert writes(fake_kube, "/deployments/going-dry/scale") == []
+    decided = {d.ref.name: d for d in report.decisions}
+    assert decided["raised"].current == 9, "decided from the count someone else set"
+
+
+def test_a_scale_decided_from_an_old_view_loses_to_the_change_made_since(
+    fake_kube: FakeKube, kube: Kube
+) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    old = Frozen(kube)  # the view as it was before someone else scaled
+    kube.patch(scale_patch(TargetRef(NS, "web"), 10))
+    fake_kube.clear_log()
+    tick = Controller(cluster_stages(kube, old, loads, Predicted(), PredictivePolicy()))
+    report = tick.tick(NOW)
+    assert report.outcomes[TargetRef(NS, "web")] is ActOutcome.CONFLICT
+    assert replicas(fake_kube, "web") == 10
+    patched = [r for r in fake_kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
+    assert [r.status for r in patched] == [409]
+    tick = Controller(cluster_stages(kube, Listed(kube), loads, Predicted(), PredictivePolicy()))
+    tick.tick(NOW + 30)
+    assert replicas(fake_kube, "web") == 10, "decided again from 10: no scale-down within the window"
+
+
+class Frozen(Listed):
+    """The objects as listed once: a view that no longer follows the server."""
+
+    def __init__(self, kube: Kube) -> None:
+        super().__init__(kube)
+        self._frozen = {kind: kube.list(kind, None)[0] for kind in Kind}
+
+    def objects(self, kind: Kind) -> list[JsonObject]:
+        return self._frozen[kind]
+
+    def stale(self) -> Mapping[str | None, str]:
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        pytest.param(500, ActOutcome.UNAVAILABLE, id="server-error"),
+        pytest.param(409, ActOutcome.CONFLICT, id="conflict"),
+        pytest.param(403, ActOutcome.FORBIDDEN, id="forbidden"),
+    ],
+)
+def test_a_failed_write_for_one_deployment_holds_it_and_not_the_others(
+    fake_kube: FakeKube, kube: Kube, status: int, outcome: ActOutcome
+) -> None:
+    loads = Loads()
+    for name in ("web", "api"):
+        fake_kube.add_deployment(NS, name, replicas=2, annotations=ON)
+        loads.cores[name] = 2.1
+    tick = Controller(cluster_stages(kube, Listed(kube), loads, Predicted(), PredictivePolicy()))
+    fake_kube.inject("PATCH", r"/deployments/web/scale", status=status, times=None)
+    report = tick.tick(NOW)
+    assert report.outcomes[TargetRef(NS, "web")] is outcome
+    assert replicas(fake_kube, "web") == 2
+    assert replicas(fake_kube, "api") == 6
+
+
+def test_an_api_outage_holds_everything_and_the_next_tick_recovers(
+    fake_kube: FakeKube, kube: Kube, informers: Informers
+) -> None:
+    loads = three_deployments(fake_kube)
+    until(lambda: len(informers.objects(Kind.DEPLOYMENT)) == 3, "the watch to see them")
+    tick = Controller(cluster_stages(kube, informers, loads, Predicted(), PredictivePolicy()))
+    fake_kube.fail_all(503)
+    until(lambda: bool(informers.stale()), "the watches to fail")
+    report = tick.tick(NOW)
+    assert report.decisions == ()
+    assert len(report.stale) == 3
+    fake_kube.heal()
+    until(lambda: not informers.stale(), "a list to succeed again")
+    tick.tick(NOW + 30)
+    assert [replicas(fake_kube, n) for n in ("opting-out", "going-dry", "raised")] == [6, 6, 6]
+
+
+def test_a_slow_write_is_given_up_and_holds(fake_kube: FakeKube, kubeconfig: Path) -> None:
+    impatient = connect(kubeconfig, user_agent="predictive-autoscaler/test", timeout_s=0.5)
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    tick = Controller(
+        cluster_stages(impatient, Listed(impatient), loads, Predicted(), PredictivePolicy())
+    )
+    fake_kube.slow(r"/deployments/web/scale", 2.0)
+    report = tick.tick(NOW)
+    assert report.outcomes[TargetRef(NS, "web")] is ActOutcome.UNAVAILABLE
