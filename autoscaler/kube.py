@@ -149,6 +149,7 @@ def connect(
     user_agent: str,
     on_error: Callable[[KubeError], None] | None = None,
     timeout_s: float = 10.0,
+    write_timeout_s: float | None = None,
 ) -> Kube:
     """A client from the kubeconfig file if one is given, else the in-cluster service account when
     running in a pod, else the default kubeconfig ($KUBECONFIG, ~/.kube/config) as kubectl does."""
@@ -171,7 +172,7 @@ def connect(
         raise ValueError(f"cannot load Kubernetes credentials from {source}: {error}") from None
     api = client.ApiClient(configuration)
     api.user_agent = user_agent
-    return Kube(api, timeout_s=timeout_s, on_error=on_error)
+    return Kube(api, timeout_s=timeout_s, on_error=on_error, write_timeout_s=write_timeout_s)
 
 
 class Kube:
@@ -183,7 +184,10 @@ class Kube:
         api: client.ApiClient,
         timeout_s: float = 10.0,
         on_error: Callable[[KubeError], None] | None = None,
+        write_timeout_s: float | None = None,
     ) -> None:
+        """`write_timeout_s` bounds a patch (default `timeout_s`): a leader gives a write up before
+        its lease could pass to another replica."""
         self._api = api
         self._on_error = on_error
         self._apps = client.AppsV1Api(api)
@@ -191,6 +195,7 @@ class Kube:
         self._core = client.CoreV1Api(api)
         self._coordination = client.CoordinationV1Api(api)
         self._timeout = timeout_s
+        self._write_timeout = timeout_s if write_timeout_s is None else write_timeout_s
 
     def _failed(self, exc: _Failure, what: str) -> KubeError:
         return self._heard(_error(exc, what))
@@ -287,7 +292,7 @@ class Kube:
                 dict(patch.body),
                 _content_type="application/merge-patch+json",
                 _preload_content=False,
-                _request_timeout=self._timeout,
+                _request_timeout=self._write_timeout,
             )
         except _FAILURES as exc:
             raise self._failed(exc, f"patch {patch.description}") from None

@@ -65,10 +65,20 @@ def run_controller(
 ) -> int:
     """Run until `stop` is set; the exit status."""
     telemetry = telemetry if telemetry is not None else Telemetry()
+    # A leader acts only within the renew deadline of its last renewal, and a write it starts is
+    # given up before the lease duration has passed since then: before another replica may take
+    # the lease over. What the API server still holds past that carries a resourceVersion
+    # precondition and can only land on the very state it was decided from.
+    write_timeout_s = (
+        settings.lease.lease_duration_s - settings.lease.renew_deadline_s
+        if settings.leader_elect
+        else None
+    )
     kube = connect(
         settings.kubeconfig,
         user_agent=f"predictive-autoscaler/{settings.identity}",
         on_error=telemetry.kube_error,
+        write_timeout_s=write_timeout_s,
     )
     source = PrometheusSource(settings.prometheus, on_query=telemetry.query_done)
     informers = Informers(kube, settings.namespaces or None)

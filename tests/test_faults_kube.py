@@ -8,6 +8,8 @@ against the fake API server, a manual clock for the ticks.
   read wins (409) and the next tick decides again.
 * Errors on writes (5xx, 409, 403), slow answers and a whole outage never scale anything down and
   never stop the other Deployments.
+* Fenced leadership: a write the API server holds up until after the lease has passed to another
+  replica cannot undo what the new leader wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.actuation.leader import LeaderElector, LeaseSettings
 from autoscaler.config import PREFIX
 from autoscaler.kube import JsonObject, Kind, Kube, connect
 from autoscaler.model import TargetRef
@@ -206,3 +209,58 @@ def test_a_slow_write_is_given_up_and_holds(fake_kube: FakeKube, kubeconfig: Pat
     fake_kube.slow(r"/deployments/web/scale", 2.0)
     report = tick.tick(NOW)
     assert report.outcomes[TargetRef(NS, "web")] is ActOutcome.UNAVAILABLE
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_write_held_up_past_a_hand_over_cannot_undo_the_new_leaders(
+    fake_kube: FakeKube, kubeconfig: Path
+) -> None:
+    fake_kube.add_namespace("ops")
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
+    lease = LeaseSettings(
+        "ops", "autoscaler", lease_duration_s=15, renew_deadline_s=10, retry_period_s=2
+    )
+    controllers: dict[str, Controller] = {}
+    electors: dict[str, LeaderElector] = {}
+    clocks = {"a": Clock(), "b": Clock()}
+    wanted = {"a": 2.1, "b": 1.4}  # a would run 6 pods, b 4
+    for name in ("a", "b"):
+        # Writes are given up after lease duration − renew deadline, as `run` sets them.
+        kube = connect(kubeconfig, user_agent=f"predictive-autoscaler/{name}", write_timeout_s=0.3)
+        electors[name] = LeaderElector(kube, lease, name, clocks[name], lambda: 1_800_000_000.0)
+        loads = Loads()
+        loads.cores["web"] = wanted[name]
+        leads = electors[name].is_leader
+        stages = cluster_stages(
+            kube, Listed(kube), loads, Predicted(), PredictivePolicy(), may_act=leads
+        )
+        controllers[name] = Controller(stages, may_act=leads)
+    a, b = electors["a"], electors["b"]
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    fake_kube.clear_log()
+
+    fake_kube.slow(r"/deployments/web/scale", 2.0)  # the API server holds a's write up
+    report = controllers["a"].tick(NOW)
+    assert report.outcomes[TargetRef(NS, "web")] is ActOutcome.UNAVAILABLE, "a gave up in time"
+    clocks["a"].t += 10  # a is cut off and stops acting...
+    assert not a.is_leader()
+    clocks["b"].t += 16  # ...and b takes over once the lease has expired by its own clock
+    assert b.try_acquire_or_renew()
+    controllers["b"].tick(NOW + 30)
+    assert replicas(fake_kube, "web") == 4
+
+    def answered() -> list[int]:
+        held = [r for r in fake_kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
+        return [r.status for r in sorted(held, key=lambda r: r.timestamp)]
+
+    until(lambda: len(answered()) == 2, "a's held write to land")
+    assert answered() == [409, 200], "a's write, sent first, landed last and was refused"
+    assert replicas(fake_kube, "web") == 4
