@@ -14,8 +14,10 @@ class RequestRecord:
     query: dict[str, str]
     content_type: str
     body: Any  # parsed JSON, the raw text when it is not JSON, or None when empty
-    status: int
+    status: int  # 0: never answered (held up until its client had gone, then dropped)
     timestamp: float  # time.time() when the request arrived
+    user_agent: str = ""
+    answered: float = 0.0  # time.time() when it was answered (or dropped)
 
 
 class RequestLog:

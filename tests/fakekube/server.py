@@ -111,13 +111,21 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         request = Request(method, url.path, query, content_type, self.headers.get("Accept", ""), body)
 
+        agent = self.headers.get("User-Agent", "")
+
         def log(status: int) -> None:
-            fake._log.append(
-                RequestRecord(method, url.path, query, content_type, _logged_body(body), status, arrived)
-            )
+            record = RequestRecord(method, url.path, query, content_type, _logged_body(body), status,
+                                   arrived, agent, time.time())  # fmt: skip
+            fake._log.append(record)
 
         delay = fake._faults.delay_for(method, url.path)
         if delay and fake._stopping.wait(delay):
+            self.close_connection = True
+            return
+        if delay and self._client_gone():
+            # As the API server cancels a request whose client hung up while it waited (in a
+            # priority-and-fairness queue, an admission webhook): it is never carried out.
+            log(0)
             self.close_connection = True
             return
         failure = fake._faults.failure_for(method, url.path)
