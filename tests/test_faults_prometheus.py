@@ -146,3 +146,19 @@ def test_a_missing_metric_still_lets_the_others_scale_up(
     # shop/api carries 30 requests/s at 5 per pod: scaled up on requests alone.
     assert replicas(fake_kube, SHOP_API) > 1
     assert {d.ref: d.metric for d in report.decisions}[SHOP_API] is not None
+
+
+def test_after_minutes_without_data_the_first_healthy_tick_decides_again(
+    fake_kube: FakeKube, kube: Kube, source: PrometheusSource, proxy: FaultProxy, prometheus: PromEnv
+) -> None:
+    controller = started(fake_kube, kube, source, prometheus)
+    proxy.set(Fault.EMPTY)
+    for minute in range(1, 5):  # four minutes of answers without data
+        controller.tick(prometheus.anchor - 300 + 60 * minute)
+    assert {ref: replicas(fake_kube, ref) for ref in TARGETS} == dict.fromkeys(TARGETS, RAISED)
+    proxy.heal()
+    report = controller.tick(prometheus.anchor - 300 + 60 * 5)
+    assert all(Reason.METRICS_MISSING not in d.reasons for d in report.decisions), (
+        "the points missed meanwhile are fetched again at once"
+    )
+    assert all(replicas(fake_kube, ref) < RAISED for ref in TARGETS)

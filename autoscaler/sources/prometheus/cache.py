@@ -119,11 +119,18 @@ class SeriesCache:
             del self._selector_of[gone]
 
     def store(self, key: Key, start: int, end: int, times: np.ndarray, values: np.ndarray) -> None:
-        """The answer for [start, end] supersedes what was cached there, even where it has no point."""
+        """The answer for [start, end] supersedes what was cached there, even where it has no point.
+
+        Fetched up to its last point, not to `end`: points that were missing (an outage of the
+        exporter, an answer without data) are asked for again next tick, so the cache fills back as
+        soon as Prometheus has them; at most the quality window is asked again, however long a
+        series has been gone."""
         points = self._points.setdefault(key, _Points())
         points.replace_range(start, end, times, values)
         points.trim(end - int(self.settings.cache_s))
-        self._fetched_until[key] = end
+        last = int(times[-1]) if len(times) else start
+        floor = end - int(self.settings.quality_window_s)
+        self._fetched_until[key] = max(last, floor, self._fetched_until.get(key, floor))
 
     def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
         """The cached series of `ref` for `kind` on a regular grid (see `regular_series`), or None
