@@ -79,12 +79,15 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
     for release in snapshot.releases:
         stages.recorder.released(release, stages.actuator.release(release, now), now)
     targets = snapshot.targets
+    metrics_error = ""
     try:
         loads = stages.source.observe(targets, now)
-        available = True
-    except MetricsUnavailable:
-        loads = {}
-        available = False
+        rejected = stages.source.rejected()
+    except MetricsUnavailable as error:
+        loads, rejected = {}, ()
+        metrics_error = str(error) or type(error).__name__
+    for rejection in rejected:
+        stages.recorder.rejected(rejection, now)
     forecasts: dict[TargetRef, Forecasts] = {}
     decisions: list[Decision] = []
     outcomes: dict[TargetRef, ActOutcome] = {}
@@ -130,7 +133,7 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         True,
         tuple(decisions),
         outcomes,
-        available,
+        not metrics_error,
         standing(Standing.REFUSED),
         standing(Standing.INVALID),
         standing(Standing.COOLING_DOWN),
@@ -138,6 +141,8 @@ def reconcile_once(stages: Stages, memory: DecisionMemory, now: float) -> TickRe
         forecasts,
         failed,
         standing(Standing.STALE_VIEW),
+        metrics_error,
+        rejected=rejected,
     )
     stages.recorder.finish(report)
     return report

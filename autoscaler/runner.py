@@ -125,6 +125,13 @@ def run_controller(
                 health.beat(time.monotonic())
         telemetry.tick_done(report, time.monotonic() - began, time.time())
         ticks += 1
+        if report.acted and report.metrics_error:
+            # Every target holds; say why once per tick, where an operator looks first.
+            log.warning(
+                "metrics unavailable, every target holds: %s",
+                report.metrics_error,
+                extra={"event": "metrics_unavailable", "error": report.metrics_error},
+            )
         log.info(
             "tick done",
             extra={

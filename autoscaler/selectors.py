@@ -10,7 +10,7 @@ accepts, so that a query is not rejected at run time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 __all__ = [
@@ -61,10 +61,30 @@ class LabelMatcher:
 @dataclass(frozen=True, slots=True)
 class SeriesSelector:
     """Which per-pod series measure a load: a metric name and label matchers. The target's own
-    namespace and pods are always added when the query is built."""
+    namespace and pods are always added when the query is built.
+
+    `text` is the selector as the user wrote it, kept for messages that must name the value as it
+    was annotated; it takes no part in equality, so selectors that differ only in blanks are one."""
 
     metric: str
     matchers: tuple[LabelMatcher, ...] = ()
+    text: str = field(default="", compare=False, repr=False)
+
+    def __str__(self) -> str:
+        """As written, or in the grammar for a selector built in code."""
+        if self.text:
+            return self.text
+        if not self.matchers:
+            return self.metric
+        inner = ",".join(f"{m.name}{m.op.value}{_quoted(m.value)}" for m in self.matchers)
+        return f"{self.metric}{{{inner}}}"
+
+
+def _quoted(value: str) -> str:
+    """A label value as the grammar writes it: in double quotes, a backslash before each backslash
+    and double quote."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 class SelectorError(ValueError):
@@ -167,7 +187,7 @@ class _Parser:
             self.skip_blanks()
         if self.pos < len(self.text):
             raise self.fail(f"unexpected {self.text[self.pos]!r} after the selector")
-        return SeriesSelector(metric, tuple(matchers))
+        return SeriesSelector(metric, tuple(matchers), text=self.text)
 
 
 def _check_regex(label: str, value: str) -> None:

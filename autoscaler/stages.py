@@ -33,6 +33,7 @@ __all__ = [
     "MetricsUnavailable",
     "RecordedLoad",
     "Recorder",
+    "Rejected",
     "Release",
     "SetAside",
     "Snapshot",
@@ -157,11 +158,29 @@ class WithoutHistory:
 NO_HISTORY = WithoutHistory()
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A series a workload names itself (annotation `key`, as written in `value`) that the backend
+    refused to read although the grammar accepts it: the target goes without `kind` this tick."""
+
+    ref: TargetRef
+    kind: MetricKind
+    key: str
+    value: str
+    error: str  # the backend's own words, short
+
+
 class MetricsSource(RecordedLoad, Protocol):
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         """Latest load per target; a target absent from the result has no usable metrics. Raises
         `MetricsUnavailable` when the backend cannot answer."""
         ...
+
+    def rejected(self) -> tuple[Rejected, ...]:
+        """The workloads' own series that the latest `observe` could not read because the backend
+        rejected them (their targets went without that kind); none for a source whose series are
+        all its own."""
+        return ()
 
 
 class Forecaster(Protocol):
@@ -213,6 +232,10 @@ class TickReport:
     failed: Mapping[TargetRef, Stage] = field(default_factory=dict)
     # Opted-in targets held because the view of them may be out of date.
     stale: tuple[TargetRef, ...] = ()
+    # Why the metrics backend could not answer this tick (unreachable, rejected, ...), if it could not.
+    metrics_error: str = ""
+    # Series that workloads name and the metrics backend rejected this tick.
+    rejected: tuple[Rejected, ...] = ()
 
     @classmethod
     def idle(cls) -> TickReport:
@@ -246,6 +269,11 @@ class Recorder(Protocol):
         return None
 
     def released(self, release: Release, result: ActuationResult, now: float) -> None:
+        return None
+
+    def rejected(self, rejection: Rejected, now: float) -> None:
+        """A series the workload names was rejected by the metrics backend; told on every tick it
+        lasts, so the recorder decides how often to say it."""
         return None
 
     def finish(self, report: TickReport) -> None:

@@ -5,7 +5,9 @@ annotation; dry-run writes nothing to the workload; mode hpa raises the HPA floo
 load and restores it (annotation removed) when the forecast falls; a replicas-mode Deployment that an
 HPA targets is refused with one Event; bad annotations give one Event naming key and value, no patch,
 and the other targets are still served; a target whose decision cannot be computed is held with
-one `TargetFailed` Event while the others are scaled; 503/429/403/404 on the scale never crash the
+one `TargetFailed` Event while the others are scaled; a request selector Prometheus rejects gives one
+`InvalidAnnotation` Event while it lasts (again once it went away, or its value changed; an outage or
+another problem of the same Deployment does not repeat it); 503/429/403/404 on the scale never crash the
 tick, 403 cools the target down, 404 forgets it; metrics missing → hold (no scale-down); kubectl
 sees what the controller did and its annotations steer the next tick; the informers resume a dropped
 watch without listing again and list again after a 410.
@@ -42,7 +44,15 @@ from autoscaler.patches import ORIGINAL_MIN_KEY
 from autoscaler.policy import PredictivePolicy, Reason
 from autoscaler.sources.cluster import ClusterObjects, ClusterReader
 from autoscaler.sources.informers import Informers
-from autoscaler.stages import NO_HISTORY, MetricsUnavailable, RecordedLoad, Stage, WithoutHistory
+from autoscaler.stages import (
+    NO_HISTORY,
+    MetricsSource,
+    MetricsUnavailable,
+    RecordedLoad,
+    Rejected,
+    Stage,
+    WithoutHistory,
+)
 from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
 
@@ -51,7 +61,7 @@ NS = "shop"
 ON = {PREFIX + "enabled": "true", PREFIX + "startup-seconds": "60"}
 
 
-class Loads(WithoutHistory):
+class Loads(WithoutHistory, MetricsSource):
     """Aggregate CPU cores (and requests/s, where given) per Deployment, as the metrics source would
     report them."""
 
@@ -59,10 +69,22 @@ class Loads(WithoutHistory):
         self.cores: dict[str, float] = {}
         self.rps: dict[str, float] = {}
         self.down = False
+        # Deployment name → the request selector Prometheus rejects for it.
+        self.rejecting: dict[str, str] = {}
+        self._rejected: tuple[Rejected, ...] = ()
+
+    def rejected(self) -> tuple[Rejected, ...]:
+        return self._rejected
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         if self.down:
             raise MetricsUnavailable("prometheus is down")
+        key, words = PREFIX + "requests-metric", "parse error: invalid repeat count"
+        self._rejected = tuple(
+            Rejected(t.state.ref, MetricKind.REQUESTS, key, self.rejecting[t.state.ref.name], words)
+            for t in targets
+            if t.state.ref.name in self.rejecting
+        )
         out = {}
         for t in targets:
             name = t.state.ref.name
@@ -396,6 +418,62 @@ def test_one_target_that_cannot_be_computed_does_not_stop_the_others(
     assert len(failed) == 1, "reported once, not once per tick"
     assert failed[0]["name"] == "broken"
     assert "decide failed (OverflowError" in failed[0]["message"]
+
+
+class Exploding(Predicted):
+    """Forecasts whose model raises for the Deployments named in `explode`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.explode: set[str] = set()
+
+    def forecast(
+        self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
+    ) -> Forecasts:
+        if target.state.ref.name in self.explode:
+            raise FloatingPointError("overflow in the model")
+        return super().forecast(target, load, now, past)
+
+
+def test_a_rejected_selector_is_told_once_while_it_lasts(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "custom", replicas=2, annotations=ON)
+    fake_kube.add_deployment(NS, "fine", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores.update(custom=2.1, fine=2.1)
+    written = 'hits_total{path=~"/a{1001}"}'
+    loads.rejecting["custom"] = written
+    predicted = Exploding()
+    tick = controller(kube, loads, predicted)
+
+    def told() -> list[dict[str, str]]:
+        return events(fake_kube, "InvalidAnnotation")
+
+    tick.tick(NOW)
+    tick.tick(NOW + 30)
+    assert [e["name"] for e in told()] == ["custom"], "reported once, not once per tick"
+    assert told()[0]["message"].startswith(
+        f"annotation {PREFIX}requests-metric={written!r}: rejected by Prometheus"
+        " (parse error: invalid repeat count)"
+    )
+    assert replicas(fake_kube, "fine") == 6
+    loads.down = True
+    tick.tick(NOW + 60)
+    loads.down = False
+    tick.tick(NOW + 90)
+    assert len(told()) == 1, "a tick without metrics says nothing about the selector"
+    predicted.explode = {"custom"}
+    tick.tick(NOW + 120)
+    predicted.explode = set()
+    assert len(events(fake_kube, "TargetFailed")) == 1, "its other problems are still told"
+    assert len(told()) == 1
+    del loads.rejecting["custom"]
+    tick.tick(NOW + 150)
+    loads.rejecting["custom"] = written
+    tick.tick(NOW + 180)
+    assert len(told()) == 2, "told again once it had gone away"
+    loads.rejecting["custom"] = written.replace("{1001}", "{2000}")
+    tick.tick(NOW + 210)
+    assert len(told()) == 3, "and when its value changes"
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])

@@ -262,3 +262,20 @@ def test_a_write_held_up_past_a_hand_over_never_lands(fake_kube: FakeKube, kubec
     until(lambda: len(answered()) == 2, "the server to give up a's held write")
     assert answered() == [0, 200], "a's write, held until a had given it up, was never carried out"
     assert replicas(fake_kube, "web") == 4
+
+
+def test_a_watch_that_goes_quiet_past_its_bound_counts_as_stale(fake_kube: FakeKube, kube: Kube) -> None:
+    clock = Clock()
+    informer = Informer(kube, Kind.DEPLOYMENT, None, watch_timeout_s=30, grace_s=10, clock=clock)
+    informer.start()
+    try:
+        assert informer.wait_synced(10)
+        assert informer.staleness() is None
+        clock.t += 41  # no event, and no watch ended as asked, for longer than a watch lasts
+        why = informer.staleness()
+        assert why is not None
+        assert "not been confirmed for 41 s" in why
+        fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)  # an event confirms it
+        until(lambda: informer.staleness() is None, "the event to arrive")
+    finally:
+        informer.stop()

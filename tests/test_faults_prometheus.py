@@ -6,7 +6,9 @@ their load healthily before the fault. In every named fault, Prometheus then ans
 a rejection, a reset, too late, nothing, NaN or only old points; in each, the controller must not
 scale any of them down on that very tick, and once the fault ends the next tick decides on fresh
 data again. Missing data for one namespace holds only that namespace's Deployments; a metric that is
-missing for a Deployment still lets the others scale it up."""
+missing for a Deployment still lets the others scale it up. A request selector the grammar accepts
+but Prometheus rejects gives its Deployment one `InvalidAnnotation` Event naming the key and the
+value as written, however many ticks it lasts, and the other Deployments are decided as usual."""
 
 from __future__ import annotations
 
@@ -162,3 +164,41 @@ def test_after_minutes_without_data_the_first_healthy_tick_decides_again(
         "the points missed meanwhile are fetched again at once"
     )
     assert all(replicas(fake_kube, ref) < RAISED for ref in TARGETS)
+
+
+# Parsed (Python's regex engine takes the repeat), refused by Prometheus' RE2: no count above 1000.
+# Written with blanks: the Event names the value as annotated.
+REJECTED_SELECTOR = 'app_hits_total{ handler=~"/checkout{1001}" }'
+CUSTOM = TargetRef("blog", "custom")
+
+
+def test_a_selector_prometheus_rejects_is_reported_once_on_its_deployment_only(
+    fake_kube: FakeKube, kube: Kube, source: PrometheusSource, proxy: FaultProxy, prometheus: PromEnv
+) -> None:
+    key = PREFIX + "requests-metric"
+    fake_kube.add_deployment(CUSTOM.namespace, CUSTOM.name, replicas=3,
+                             annotations={**ANNOTATIONS, key: REJECTED_SELECTOR})  # fmt: skip
+    controller = started(fake_kube, kube, source, prometheus)
+    kube.patch(scale_patch(CUSTOM, RAISED))
+    report = controller.tick(prometheus.anchor - 270)
+    assert [(r.ref, r.key, r.value) for r in report.rejected] == [(CUSTOM, key, REJECTED_SELECTOR)]
+    assert "invalid repeat count" in report.rejected[0].error
+    invalid = [
+        event
+        for namespace in ("shop", "blog")
+        for event in fake_kube.list_objects("Event", namespace)
+        if event["reason"] == "InvalidAnnotation"
+    ]
+    assert len(invalid) == 1, "reported once, not once per tick"
+    assert invalid[0]["type"] == "Warning"
+    assert invalid[0]["involvedObject"]["name"] == CUSTOM.name
+    message = invalid[0]["message"]
+    assert message.startswith(f"annotation {key}={REJECTED_SELECTOR!r}: rejected by Prometheus (")
+    assert "invalid repeat count" in message
+    assert "%7B" not in message, "no URL-encoded query"
+    # The others are decided on fresh data in the same tick; the rejected one, without its request
+    # rate, is never scaled down.
+    assert all(replicas(fake_kube, ref) < RAISED for ref in TARGETS)
+    assert replicas(fake_kube, CUSTOM) == RAISED
+    held = {d.ref: d for d in report.decisions}[CUSTOM]
+    assert Reason.METRICS_MISSING in held.reasons

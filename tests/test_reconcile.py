@@ -2,7 +2,8 @@
 target hold (never scale down blind) and the next tick acts again; a failed actuation is not counted
 as a scale event; a target that disappears is forgotten; unchanged targets are not actuated; an
 exception while forecasting or acting for one target holds that target only, and is handed to the
-recorder."""
+recorder; a workload's own series that the backend rejected is handed to the recorder and the report,
+and its target is still decided."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ from autoscaler.stages import (
     ActuationResult,
     Actuator,
     ClusterReader,
+    MetricsSource,
     MetricsUnavailable,
     RecordedLoad,
     Recorder,
+    Rejected,
     Snapshot,
     Stage,
     WithoutForecasts,
@@ -68,9 +71,13 @@ class Cluster(ClusterReader, Actuator):
 
 
 @dataclass
-class Metrics(WithoutHistory):
+class Metrics(WithoutHistory, MetricsSource):
     rps: dict[TargetRef, float]
     down: bool = False
+    rejecting: tuple[Rejected, ...] = ()
+
+    def rejected(self) -> tuple[Rejected, ...]:
+        return self.rejecting
 
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         if self.down:
@@ -82,6 +89,10 @@ class Metrics(WithoutHistory):
 class Log(Recorder):
     seen: list[tuple[Decision, bool]] = field(default_factory=list)
     failures: list[tuple[TargetRef, Stage, str]] = field(default_factory=list)
+    rejections: list[Rejected] = field(default_factory=list)
+
+    def rejected(self, rejection: Rejected, now: float) -> None:
+        self.rejections.append(rejection)
 
     def failed(self, target: Target, stage: Stage, error: Exception, now: float) -> None:
         self.failures.append((target.state.ref, stage, str(error)))
@@ -104,7 +115,10 @@ def test_outage_holds_then_recovers() -> None:
     metrics.down = True
     report = reconcile_once(stages, memory, 1000.0)
     assert not report.metrics_available
+    assert report.metrics_error == "prometheus unreachable"
     assert report.decisions[0].reasons == (Reason.METRICS_MISSING,)
+    assert report.decisions[0].missing == (MetricKind.REQUESTS,)
+    assert report.decisions[0].explain() == "held at 10: metrics-missing (requests)"
     assert cluster.replicas[A] == 10
     assert cluster.patches == []
     metrics.down = False
@@ -181,3 +195,19 @@ def test_a_forecaster_failure_for_one_target_holds_that_target_only() -> None:
     forecaster.explode = set()
     reconcile_once(stages, memory, 1015.0)
     assert cluster.replicas[A] == 6
+
+
+def test_a_rejected_series_is_handed_to_the_recorder_and_the_target_still_decided() -> None:
+    stages, cluster, metrics, log = make({A: 2, B: 2}, {A: 60.0, B: 60.0})
+    key = "predictive-autoscaler.io/requests-metric"
+    rejection = Rejected(B, MetricKind.REQUESTS, key, 'x{a=~"b{1001}"}', "invalid repeat count")
+    metrics.rejecting = (rejection,)
+    memory = DecisionMemory()
+    report = reconcile_once(stages, memory, 1000.0)
+    assert report.rejected == (rejection,)
+    assert log.rejections == [rejection]
+    assert cluster.replicas == {A: 6, B: 6}
+    metrics.down = True
+    report = reconcile_once(stages, memory, 1015.0)
+    assert report.rejected == (), "a source that did not answer rejected nothing"
+    assert log.rejections == [rejection]

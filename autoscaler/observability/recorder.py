@@ -4,7 +4,8 @@ Per decision, from the decision and the actuator's result: an Event for a change
 `RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set) or a refusal (`Forbidden`); an Event
 when the footing changes (predictive, reactive fallback, hold); one decision log line; and the status
 annotation on the Deployment, rewritten only when its substance changes. Workloads set aside get their
-Event once per problem, not once per tick, and so does a workload whose tick broke.
+Event once per problem, not once per tick, and so does a workload whose tick broke, and one whose own
+series selector Prometheus rejects (`InvalidAnnotation`, naming the key and the value, while it lasts).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from autoscaler.model import Target, TargetRef
 from autoscaler.observability.events import EventKind, Events
 from autoscaler.patches import STATUS_KEY, annotation_patch
 from autoscaler.policy import Decision, Mode
-from autoscaler.stages import ActOutcome, ActuationResult, Release, SetAside, Stage, TickReport
+from autoscaler.stages import (
+    ActOutcome,
+    ActuationResult,
+    Rejected,
+    Release,
+    SetAside,
+    Stage,
+    TickReport,
+)
 from autoscaler.timefmt import iso_utc
 
 __all__ = ["ClusterRecorder", "status_json"]
@@ -53,6 +62,7 @@ def status_json(decision: Decision, dry_run: bool) -> str:
             "current": decision.current,
             "mode": decision.mode.value,
             "reasons": [r.value for r in decision.reasons],
+            "missing": [kind.value for kind in decision.missing],
             "reactive": decision.reactive_replicas,
             "predictive": decision.predictive_replicas,
             "forecast": forecast,
@@ -95,6 +105,8 @@ class ClusterRecorder:
         self._reported: dict[TargetRef, tuple[str, str]] = {}
         # Mode and fallback reasons last told per target.
         self._footing: dict[TargetRef, tuple[Mode, tuple[str, ...]]] = {}
+        # The value last told per rejected annotation (target, key), while the rejection lasts.
+        self._rejected: dict[tuple[TargetRef, str], str] = {}
 
     def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
         ref = decision.ref
@@ -186,7 +198,34 @@ class ClusterRecorder:
             # Conflict, outage or refusal: the next tick reads the HPA again and retries.
             log.info("cannot restore %s for %s: %s", what, release.ref, result.error)
 
+    def rejected(self, rejection: Rejected, now: float) -> None:
+        ref = rejection.ref
+        told = (ref, rejection.key)
+        if self._rejected.get(told) == rejection.value:
+            return
+        self._rejected[told] = rejection.value
+        message = (
+            f"annotation {rejection.key}={rejection.value!r}: rejected by Prometheus"
+            f" ({rejection.error}); without its {rejection.kind.value} metric the Deployment is"
+            " scaled up on its other metrics, never down"
+        )
+        extra = {"event": "InvalidAnnotation", "target": str(ref), "key": rejection.key}
+        log.warning("%s: %s", ref, message, extra=extra)
+        self._events.emit(ref, EventKind.WARNING, "InvalidAnnotation", message, now)
+
     def finish(self, report: TickReport) -> None:
         kept = {d.ref for d in report.decisions} | set(report.cooling)
         for gone in [ref for ref in self._footing if ref not in kept]:
             del self._footing[gone]
+        self._forget_rejections(report)
+
+    def _forget_rejections(self, report: TickReport) -> None:
+        """A rejection is told again once it has gone away: when a tick that read the metrics of
+        its target no longer reports it, or the target is no longer seen at all. A tick without
+        metrics, or one that sets the target aside, says nothing about it."""
+        if not report.metrics_available:
+            return
+        lasting = {(r.ref, r.key) for r in report.rejected}
+        unread = {*report.refused, *report.invalid, *report.cooling, *report.stale}
+        for told in [t for t in self._rejected if t not in lasting and t[0] not in unread]:
+            del self._rejected[told]

@@ -177,6 +177,8 @@ class Decision:
     trend_load: float | None = None
     lead_s: float | None = None
     untrusted: frozenset[MetricKind] = frozenset()
+    # Configured metrics that had no usable sample (none, NaN, too old, Prometheus unreachable).
+    missing: tuple[MetricKind, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -188,7 +190,7 @@ class Decision:
         if head is None:
             done = f"scaled {self.current}→{self.replicas}"
             head = done if self.changed else f"held at {self.current}"
-        why = ", ".join(r.value for r in self.reasons)
+        why = ", ".join(self._reason_text(r) for r in self.reasons)
         if self.metric is None or self.load is None:
             return f"{head}: {why}"
         basis = f"{self.metric.value} load {self.load:.4g}"
@@ -203,6 +205,11 @@ class Decision:
             f"{self.forecast_peak:.4g}{rising} within {self.lead_s:.0f}s lead → "
             f"{self.predictive_replicas}, reactive {self.reactive_replicas}"
         )
+
+    def _reason_text(self, reason: Reason) -> str:
+        if reason is Reason.METRICS_MISSING and self.missing:
+            return f"{reason.value} ({', '.join(kind.value for kind in self.missing)})"
+        return reason.value
 
 
 class Policy(Protocol):

@@ -195,6 +195,8 @@ class ReactiveProposal:
     metric: MetricKind | None = None
     load: float | None = None
     per_pod_target: float | None = None
+    # The configured metrics without a usable sample this tick.
+    missing: tuple[MetricKind, ...] = ()
 
     @property
     def holding(self) -> bool:
@@ -227,11 +229,11 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
     config = inputs.target.config
     current = state.spec_replicas
     best: tuple[MetricProposal, MetricKind, float, float] | None = None
-    missing = False
+    missing: list[MetricKind] = []
     for kind in config.metrics:
         measured = _measure(kind, inputs, state, config, behavior)
         if measured is None:
-            missing = True
+            missing.append(kind)
             continue
         load, per_pod = measured
         proposal = propose_for_metric(
@@ -246,11 +248,13 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
             best = (proposal, kind, load, per_pod)
 
     if best is None:
-        return ReactiveProposal(current, Reason.METRICS_MISSING)
+        return ReactiveProposal(current, Reason.METRICS_MISSING, missing=tuple(missing))
     proposal, kind, load, per_pod = best
     if missing and proposal.replicas < current:
         # Never scale down on partial information: hold what runs now.
-        return ReactiveProposal(current, Reason.METRICS_MISSING, kind, load, per_pod)
+        return ReactiveProposal(
+            current, Reason.METRICS_MISSING, kind, load, per_pod, missing=tuple(missing)
+        )
     if proposal.within_tolerance:
         reason = Reason.WITHIN_TOLERANCE
     elif proposal.unready_damped and proposal.replicas == current:
@@ -261,7 +265,7 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
         reason = Reason.SCALE_DOWN
     else:
         reason = Reason.WITHIN_TOLERANCE
-    return ReactiveProposal(proposal.replicas, reason, kind, load, per_pod)
+    return ReactiveProposal(proposal.replicas, reason, kind, load, per_pod, tuple(missing))
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,4 +302,5 @@ class HpaPolicy:
             per_pod_target=reactive.per_pod_target,
             mode=Mode.HOLD if reactive.holding else Mode.REACTIVE,
             reactive_replicas=reactive.replicas,
+            missing=reactive.missing,
         )

@@ -218,6 +218,7 @@ class PredictivePolicy:
             trend_load=None if best is None else best.trend,
             lead_s=lead,
             untrusted=frozenset(untrusted),
+            missing=reactive.missing,
         )
 
     def _predict(

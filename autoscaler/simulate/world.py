@@ -20,6 +20,7 @@ from autoscaler.stages import (
     ActuationResult,
     Actuator,
     ClusterReader,
+    MetricsSource,
     Recorder,
     Snapshot,
     Stage,
@@ -94,7 +95,7 @@ class SimCluster(ClusterReader, Actuator):
         return ActuationResult(ActOutcome.APPLIED if wanted != have else ActOutcome.UNCHANGED)
 
 
-class SimMetrics(WithoutHistory):
+class SimMetrics(WithoutHistory, MetricsSource):
     """Aggregate load as a scrape would show it at the engine's current step.
 
     `signal` is filled by the engine step by step: the demand itself for request-rate traces (counted at

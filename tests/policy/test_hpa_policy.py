@@ -157,6 +157,20 @@ def test_largest_proposal_across_metrics(
     assert _two_metric_decision(cpu, rps) == want
 
 
+def test_a_hold_on_a_missing_metric_names_it() -> None:
+    config = TargetConfig(
+        metrics=(MetricKind.CPU, MetricKind.REQUESTS),
+        bounds=Bounds(1, 100),
+        target_utilization=0.5,
+        per_pod={MetricKind.REQUESTS: 10.0},
+    )
+    state = WorkloadState(REF, spec_replicas=8, ready_replicas=8, pod_requests={MetricKind.CPU: 1.0})
+    load = LoadSnapshot.of(cpu=Sample(2.0, NOW - 30))
+    d = HpaPolicy().decide(PolicyInputs(Target(state, config), load, DecisionHistory(), NOW))
+    assert d.missing == (MetricKind.REQUESTS,)
+    assert d.explain() == "held at 8: metrics-missing (requests); cpu load 2 at 0.5/pod, proposal 8"
+
+
 def test_explanation_names_change_reason_and_load() -> None:
     config = TargetConfig(
         metrics=(MetricKind.REQUESTS,), bounds=Bounds(1, 50), per_pod={MetricKind.REQUESTS: 2.0}

@@ -17,7 +17,8 @@
 * failures: a stopped server raises `PrometheusUnreachable` after the retries (with the injected
   backoff, no real sleep) and the next tick after a restart on the same port and data recovers; a
   frozen server raises `PrometheusTimeout`; a query Prometheus rejects raises `PrometheusRejected`,
-  and costs only its own targets their request rate when it comes from a custom selector;
+  and costs only its own targets their request rate when it comes from a custom selector, which
+  `rejected()` names per target as written, with Prometheus' words (short, without query positions);
 * HTTP statuses a real Prometheus cannot be made to return on demand (a scripted stand-in server):
   4xx not retried, 5xx/429 and non-JSON answers retried then typed, 401/403 re-read the bearer token,
   and a rotated token file is picked up;
@@ -27,6 +28,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -37,9 +39,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autoscaler.config import PREFIX
 from autoscaler.metrics import MetricKind
 from autoscaler.model import Bounds, LoadSnapshot, Target, TargetConfig, TargetRef, WorkloadState
-from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
+from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector, parse_selector
 from autoscaler.sources.prometheus import (
     FetchPurpose,
     PrometheusRejected,
@@ -489,10 +492,45 @@ def test_rejected_custom_selector_costs_only_its_targets(prometheus: PromEnv) ->
     assert loads[CUSTOM_REF].get(MetricKind.REQUESTS) is None
     assert loads[CUSTOM_REF].get(MetricKind.CPU) is not None
     assert loads[WEB].get(MetricKind.REQUESTS) is not None
+    assert [(r.ref, r.kind, r.key, r.value) for r in source.rejected()] == [
+        (
+            CUSTOM_REF,
+            MetricKind.REQUESTS,
+            PREFIX + "requests-metric",
+            'app_hits_total{handler=~"(?=/)checkout"}',
+        )
+    ]
     with pytest.raises(PrometheusRejected) as raised:
         source.fetch_history(CUSTOM_REF, [MetricKind.REQUESTS], 0.0, prometheus.anchor, selector=bad)
     assert raised.value.status == 400
     assert not raised.value.temporary
+
+
+def test_a_rejected_selector_is_named_per_target_as_written(prometheus: PromEnv) -> None:
+    # RE2 refuses a repeat count above 1000; the grammar leaves that to Prometheus. Two Deployments
+    # write the same selector with other blanks: one query, each named as its owner wrote it.
+    written = (
+        'app_hits_total{handler=~"/checkout{1001}"}',
+        'app_hits_total{ handler =~ "/checkout{1001}" }',
+    )
+    first, second = (parse_selector(text) for text in written)
+    assert first == second
+    source = PrometheusSource(settings_for(prometheus))
+    targets = [target(CUSTOM_REF, selector=first), target(BLOG_API, selector=second), target(WEB)]
+    loads = source.observe(targets, prometheus.anchor)
+    rejected = source.rejected()
+    key = PREFIX + "requests-metric"
+    assert [(r.ref, r.kind, r.key, r.value) for r in rejected] == [
+        (CUSTOM_REF, MetricKind.REQUESTS, key, written[0]),
+        (BLOG_API, MetricKind.REQUESTS, key, written[1]),
+    ]
+    # Prometheus' words, without the position in a query its owner never sees.
+    assert rejected[0].error.startswith("parse error: ")
+    assert "invalid repeat count" in rejected[0].error
+    assert loads[WEB].get(MetricKind.REQUESTS) is not None
+    assert loads[BLOG_API].get(MetricKind.CPU) is not None
+    source.observe([target(CUSTOM_REF), target(BLOG_API), target(WEB)], prometheus.anchor)
+    assert source.rejected() == (), "as of the latest observe"
 
 
 def test_unreachable_url_never_leaks_a_requests_error(prometheus: PromEnv) -> None:
@@ -612,6 +650,19 @@ def test_http_failures_raise_typed_errors(
         assert isinstance(raised.value, MetricsUnavailable)
     assert source.queries_made == queries
     assert recorded.calls == sleeps
+
+
+def test_a_rejection_keeps_prometheus_words_short(
+    scripted: Callable[[list[tuple[int, bytes]]], Scripted],
+) -> None:
+    words = "1:57: parse error: " + "x" * 500
+    body = json.dumps({"status": "error", "errorType": "bad_data", "error": words}).encode()
+    server = scripted([(200, _EMPTY), (400, body)])
+    source = PrometheusSource(PrometheusSettings(url=server.url, parallel_queries=1))
+    source.observe([target(CUSTOM_REF, kinds=(MetricKind.CPU, MetricKind.REQUESTS))], 1_800_000_000.0)
+    [rejection] = source.rejected()
+    assert rejection.value == 'app_hits_total{handler="/checkout"}'
+    assert rejection.error == ("parse error: " + "x" * 500)[:199] + "…"
 
 
 def test_a_rotated_bearer_token_is_read_again(

@@ -14,12 +14,13 @@ usable; a target with nothing usable is left out.
 Failures: an unreachable server, a timeout or a server error, after the transport's retries, raises a
 `PrometheusError` (an `autoscaler.stages.MetricsUnavailable`) for the whole tick. A query Prometheus
 rejects (4xx) raises `PrometheusRejected`, except for a workload's own selector, which costs only its
-own targets that kind.
+own targets that kind: `rejected()` names them, with the annotation as written and Prometheus' words,
+for the recorder to tell their owners.
 """
 
 from __future__ import annotations
 
-import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autoscaler.config import PREFIX
 from autoscaler.metrics import METRICS, MetricKind
 from autoscaler.model import LoadSnapshot, Sample, Target, TargetRef
 from autoscaler.selectors import SeriesSelector
@@ -43,10 +45,13 @@ from autoscaler.sources.prometheus.transport import (
     Transport,
 )
 from autoscaler.sources.promql import QueryGroup, group_targets, load_query
+from autoscaler.stages import Rejected
 
 __all__ = ["FetchPurpose", "FetchRecord", "PrometheusSource"]
 
-_LOG = logging.getLogger(__name__)
+# Prometheus' words in a rejection are cut to this many characters.
+_MAX_ERROR_CHARS = 200
+_POSITION = re.compile(r"^\d+:\d+: ")
 
 
 class FetchPurpose(Enum):
@@ -115,6 +120,26 @@ def _parse(result: Any) -> list[_Parsed]:
     return parsed
 
 
+def _rejections(job: _Job, error: PrometheusRejected, targets: Sequence[Target]) -> list[Rejected]:
+    """The targets of a rejected job, each with its annotation and the selector as it wrote it (the
+    group's selector is equal to each target's, but may be written with other blanks)."""
+    kind = job.group.kind
+    name = METRICS[kind].selector_annotation
+    if name is None:  # only a workload's own selector is answered with a rejection
+        return []
+    # Positions ("1:78: parse error: ...") point into a query its owner never sees.
+    words = _POSITION.sub("", " ".join(error.detail.split()))
+    if len(words) > _MAX_ERROR_CHARS:
+        words = words[: _MAX_ERROR_CHARS - 1] + "…"
+    config = {t.state.ref: t.config for t in targets}
+    out = []
+    for ref in job.refs:
+        written = config[ref].selectors.get(kind) if ref in config else None
+        value = str(written if written is not None else job.group.selector)
+        out.append(Rejected(ref, kind, PREFIX + name, value, words))
+    return out
+
+
 class PrometheusSource:
     """A `MetricsSource` reading a real Prometheus; see the module docstring for what it does.
 
@@ -134,7 +159,7 @@ class PrometheusSource:
         self._cache = SeriesCache(settings)
         self._default_selector = settings.default_requests_selector
         self._last_fetches: tuple[FetchRecord, ...] = ()
-        self._warned: set[SeriesSelector] = set()
+        self._rejected: tuple[Rejected, ...] = ()
 
     # --- public surface ---------------------------------------------------------------------------
 
@@ -151,10 +176,16 @@ class PrometheusSource:
     def close(self) -> None:
         self._transport.close()
 
+    def rejected(self) -> tuple[Rejected, ...]:
+        """Per target and kind, the workload's own selector that Prometheus rejected in the latest
+        `observe`, named as annotated, with Prometheus' words."""
+        return self._rejected
+
     def observe(self, targets: Sequence[Target], now: float) -> Mapping[TargetRef, LoadSnapshot]:
         step = self.settings.step_s
         end = self._cache.align(now)
         history_start = end - int(self.settings.history_s // step) * step
+        self._rejected = ()
         groups = group_targets(targets, self._default_selector)
         live: dict[Key, SeriesSelector | None] = {
             (ref, group.kind): group.selector for group in groups for ref in group.refs
@@ -173,15 +204,17 @@ class PrometheusSource:
                 jobs.append(_Job(FetchPurpose.UPDATE, group, tuple(known), start, end))
         answers = self._run(jobs)
         records: list[FetchRecord] = []
+        rejected: list[Rejected] = []
         for job, answer in zip(jobs, answers, strict=True):
             if isinstance(answer, PrometheusRejected):
-                self._warn_once(job.group, answer)
+                rejected.extend(_rejections(job, answer, targets))
                 continue
             for ref in job.refs:
                 times, values = answer.points.get(ref, (np.empty(0, np.int64), np.empty(0)))
                 self._cache.store((ref, job.group.kind), job.start, job.end, times, values)
             records.append(self._record(job, answer))
         self._last_fetches = tuple(records)
+        self._rejected = tuple(rejected)
         loads: dict[TargetRef, LoadSnapshot] = {}
         for target in targets:
             samples: dict[MetricKind, Sample | None] = {
@@ -230,11 +263,6 @@ class PrometheusSource:
         return out
 
     # --- planning ---------------------------------------------------------------------------------
-
-    def _warn_once(self, group: QueryGroup, error: PrometheusRejected) -> None:
-        if group.selector is not None and group.selector not in self._warned:
-            self._warned.add(group.selector)
-            _LOG.warning("request selector %s rejected by Prometheus: %s", group.selector.metric, error)
 
     def _chunks(self, job: _Job) -> list[tuple[int, int]]:
         """[start, end] cut so that no query exceeds Prometheus' points per series nor

@@ -5,6 +5,8 @@ service-account token is picked up); retries with exponential backoff; every fai
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import threading
 import time
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
+_BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)", re.DOTALL)
 
 
 class PrometheusError(MetricsUnavailable):
@@ -52,13 +55,30 @@ class PrometheusServerError(PrometheusError):
 
 
 class PrometheusRejected(PrometheusError):
-    """A 4xx status: the query is invalid, or the credentials are refused (401, 403)."""
+    """A 4xx status: the query is invalid, or the credentials are refused (401, 403). `detail` is
+    Prometheus' own words where it gave them (the `error` of its answer), else the message."""
 
     temporary: ClassVar[bool] = False
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = message if detail is None else detail
+
+
+def _server_words(error: PrometheusApiClientException) -> str | None:
+    """The `error` of the answer Prometheus gave with a failed status, if it gave one; the client
+    puts the body's bytes, as Python writes them, into its message."""
+    match = _BODY.search(str(error))
+    if match is None:
+        return None
+    try:
+        body = ast.literal_eval(match.group(1))
+        answer = json.loads(body) if isinstance(body, bytes) else None
+    except (ValueError, SyntaxError):
+        return None
+    words = answer.get("error") if isinstance(answer, dict) else None
+    return words if isinstance(words, str) and words else None
 
 
 def _status_of(error: PrometheusApiClientException) -> int | None:
@@ -148,7 +168,9 @@ class Transport:
                     )
                     self._disconnect(client)
                 elif status is not None and 400 <= status < 500 and status not in (408, 429):
-                    raise PrometheusRejected(f"Prometheus rejected a query: {err}", status) from None
+                    raise PrometheusRejected(
+                        f"Prometheus rejected a query: {err}", status, _server_words(err)
+                    ) from None
                 else:
                     error = PrometheusServerError(f"Prometheus answered an error: {err}")
             except (ValueError, KeyError, TypeError) as err:
