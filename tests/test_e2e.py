@@ -112,7 +112,9 @@ def scale_writes(fake: FakeKube) -> int:
     return sum(1 for r in fake.requests if r.method == "PATCH" and r.path.endswith(f"/{NAME}/scale"))
 
 
-def terminate(process: subprocess.Popen[str]) -> str:
+def terminate(process: subprocess.Popen[str], output: Path) -> str:
+    """Stop `process` and return what it wrote (into `output`: a pipe nobody reads while the
+    scenario runs would fill up and block the process on its next log line)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -120,7 +122,7 @@ def terminate(process: subprocess.Popen[str]) -> str:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return process.stderr.read() if process.stderr is not None else ""
+    return output.read_text(errors="replace")
 
 
 def test_closed_loop_scales_before_the_ramp_and_holds_through_an_outage(
@@ -140,20 +142,23 @@ def test_closed_loop_scales_before_the_ramp_and_holds_through_an_outage(
     fake_kube.auto_ready = False
     fake_kube.add_deployment(NS, NAME, replicas=2, annotations=ANNOTATIONS)
     fake_kube.set_ready(NS, NAME, 2)
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "tests.loadreplay", "--api", fake_kube.url, "--namespace", NS,
-         "--deployment", NAME, "--port", str(replay_port), "--ramp-at", str(ramp_at),
-         "--base", str(BASE), "--peak", str(PEAK), "--startup-seconds", "5",
-         "--history-start", str(history.start)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    replay_out, controller_out = tmp_path / "replay.log", tmp_path / "controller.log"
+    with replay_out.open("w") as out:  # the child keeps its own handle
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "tests.loadreplay", "--api", fake_kube.url, "--namespace", NS,
+             "--deployment", NAME, "--port", str(replay_port), "--ramp-at", str(ramp_at),
+             "--base", str(BASE), "--peak", str(PEAK), "--startup-seconds", "5",
+             "--history-start", str(history.start)],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     server.start()
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler", "run", "--kubeconfig", str(kubeconfig),
-         "--prometheus-url", server.url, "--namespaces", NS, "--interval", "2s",
-         "--metrics-port", "0", "--prometheus-step", "5s", "--prometheus-rate-window", "30s"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    with controller_out.open("w") as out:
+        controller = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run", "--kubeconfig", str(kubeconfig),
+             "--prometheus-url", server.url, "--namespaces", NS, "--interval", "2s",
+             "--metrics-port", "0", "--prometheus-step", "5s", "--prometheus-rate-window", "30s"],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     timeline = Timeline(fake_kube, began)
     log = ""
     try:
@@ -195,8 +200,8 @@ def test_closed_loop_scales_before_the_ramp_and_holds_through_an_outage(
         assert timeline.now() < 180, "the scenario finishes within three minutes"
     finally:
         timeline.close()
-        log = terminate(controller)
-        replay_log = terminate(replay)
+        log = terminate(controller, controller_out)
+        replay_log = terminate(replay, replay_out)
         server.stop()
         print("events:", *events(fake_kube), sep="\n  ")
         print("controller log (tail):", *log.splitlines()[-15:], sep="\n  ")

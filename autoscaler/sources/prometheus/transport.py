@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
+# The connection pool urllib3 names at the head of a message ("HTTPConnectionPool(host=…, port=…): ").
+_POOL = re.compile(r"^\w*Connection\w*\(host=[^)]*\): ")
 _BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)", re.DOTALL)
 
 
@@ -84,6 +86,16 @@ def _server_words(error: PrometheusApiClientException) -> str | None:
 def _status_of(error: PrometheusApiClientException) -> int | None:
     match = _STATUS.search(str(error))
     return int(match.group(1)) if match else None
+
+
+def _cause(error: requests.RequestException) -> str:
+    """The root of a transport error, without the URL `requests` writes into its message: the query
+    it carries runs to kilobytes, and the message is logged every tick Prometheus stays away."""
+    inner: object = error.args[0] if error.args else error
+    reason = getattr(inner, "reason", None)  # urllib3's MaxRetryError wraps the real cause
+    if isinstance(reason, BaseException):
+        inner = reason
+    return _POOL.sub("", str(inner)) or type(error).__name__
 
 
 def _to_datetime(t: float) -> datetime:
@@ -151,13 +163,15 @@ class Transport:
                 return answer
             except requests.Timeout as err:
                 error = PrometheusTimeout(
-                    f"Prometheus did not answer within {self.settings.timeout_s} s: {err}"
+                    f"Prometheus did not answer within {self.settings.timeout_s} s: {_cause(err)}"
                 )
                 self._disconnect(client)
             except requests.JSONDecodeError as err:  # a RequestException, but the server did answer
                 error = PrometheusServerError(f"Prometheus answered something that is not JSON: {err}")
             except requests.RequestException as err:
-                error = PrometheusUnreachable(f"cannot reach Prometheus at {self.settings.url}: {err}")
+                error = PrometheusUnreachable(
+                    f"cannot reach Prometheus at {self.settings.url}: {_cause(err)}"
+                )
                 self._disconnect(client)
             except PrometheusApiClientException as err:
                 status = _status_of(err)
