@@ -225,6 +225,22 @@ class Kube:
             else self._core.list_namespaced_pod
         )
 
+    def read_deployment(self, namespace: str, name: str) -> JsonObject | None:
+        """The Deployment as the server has it now, or None when it is gone."""
+        try:
+            response: Any = self._apps.read_namespaced_deployment(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+            body = json.loads(response.data)
+        except _FAILURES as exc:
+            error = _error(exc, f"read deployment {namespace}/{name}")
+            if isinstance(error, Gone):
+                return None
+            raise self._heard(error) from None
+        except ValueError as exc:
+            raise Unavailable(f"read deployment: unreadable answer: {exc}") from None
+        return body if isinstance(body, dict) else None
+
     def list(self, kind: Kind, namespace: str | None) -> tuple[list[JsonObject], str]:
         """All objects of `kind` (in `namespace`, or everywhere) and the list's resourceVersion."""
         lister = self._lister(kind, namespace)

@@ -144,6 +144,40 @@ def test_a_scale_decided_from_an_old_view_loses_to_the_change_made_since(
     assert replicas(fake_kube, "web") == 10, "decided again from 10: no scale-down within the window"
 
 
+HPA_MODE = {**ON, PREFIX + "mode": "hpa"}
+
+
+@pytest.mark.parametrize(
+    ("change", "written"),
+    [
+        pytest.param(annotate("enabled", "false"), False, id="opted-out"),
+        pytest.param(annotate("dry-run", "true"), False, id="dry-run"),
+        pytest.param(annotate("mode", "replicas"), False, id="mode-changed"),
+        pytest.param(annotate("enabled", "perhaps"), False, id="annotation-now-invalid"),
+        pytest.param(scale_to(3), True, id="only-replicas-changed"),
+    ],
+)
+def test_an_hpa_floor_decided_from_an_old_view_honours_the_latest_opt_in(
+    fake_kube: FakeKube, kube: Kube, change: Callable[[JsonObject], None], written: bool
+) -> None:
+    # The floor patch is preconditioned on the HPA's resourceVersion, which an edit of the
+    # Deployment does not move: the Deployment is read again before the HPA is written.
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations=HPA_MODE)
+    fake_kube.add_hpa(NS, "web", "web", min_replicas=2, max_replicas=20)
+    loads, predicted = Loads(), Predicted()
+    loads.cores["web"] = 0.5
+    predicted.upper["web"] = 3.5
+    old = Frozen(kube)
+    edit(fake_kube, "web", change)
+    tick = Controller(cluster_stages(kube, old, loads, predicted, PredictivePolicy()))
+    report = tick.tick(NOW)
+    hpa = fake_kube.get_object("HorizontalPodAutoscaler", NS, "web")
+    assert hpa is not None
+    assert hpa["spec"]["minReplicas"] == (7 if written else 2)
+    expected = ActOutcome.APPLIED if written else ActOutcome.CONFLICT
+    assert report.outcomes[TargetRef(NS, "web")] is expected
+
+
 class Frozen(Listed):
     """The objects as listed once: a view that no longer follows the server."""
 

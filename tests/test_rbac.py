@@ -387,6 +387,7 @@ def test_roles_grant_exactly_what_the_controller_uses(
 
 
 EXPECTED_GRANTS = {
+    ("get", "apps", "deployments"),
     ("list", "apps", "deployments"),
     ("watch", "apps", "deployments"),
     ("patch", "apps", "deployments"),

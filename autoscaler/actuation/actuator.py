@@ -5,16 +5,23 @@ Failures map to what helps, as the outcome of the result: a conflict is retried 
 permission error is reported and not retried for a while (a loop of 403s helps nobody); a workload
 that is gone is forgotten; an unavailable API server leaves everything as it was. Dry-run writes
 nothing to the workload or its HPA; a replica that does not lead writes nothing at all.
+
+A scale patch carries the Deployment's resourceVersion, so an opt-out or a switch to dry-run made
+since the view was read makes it fail (409). An HPA floor patch is preconditioned on the HPA's
+version, which an edit of the Deployment does not move: the Deployment is read again first, and a
+floor it no longer asks for (opted out, dry-run, another mode, annotations now unusable) is not
+written; the next tick decides from the new view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from autoscaler.config import AnnotationError, parse_annotations
 from autoscaler.kube import Conflict, Forbidden, Gone, Kube, KubeError
 from autoscaler.model import Setpoint, Target
 from autoscaler.modes import restore_floor, strategy_of
-from autoscaler.patches import Patch
+from autoscaler.patches import Patch, Patched
 from autoscaler.policy import Decision
 from autoscaler.stages import ActOutcome, ActuationResult, Release
 
@@ -34,13 +41,45 @@ class ClusterActuator:
             return ActuationResult(ActOutcome.UNCHANGED, setpoint)
         if self._dry_run or (target.scaling is not None and target.scaling.dry_run):
             return ActuationResult(ActOutcome.DRY_RUN, setpoint)
-        return self._send(mode.patch(setpoint, target), setpoint)
+        patch = mode.patch(setpoint, target)
+        if patch.what is Patched.HPA and self._may_act():
+            try:
+                withdrawn = self._withdrawn(target)
+            except Gone as error:
+                return ActuationResult(ActOutcome.GONE, setpoint, str(error))
+            except KubeError as error:
+                return ActuationResult(ActOutcome.UNAVAILABLE, setpoint, str(error))
+            if withdrawn is not None:
+                return ActuationResult(ActOutcome.CONFLICT, setpoint, withdrawn)
+        return self._send(patch, setpoint)
 
     def release(self, release: Release, now: float) -> ActuationResult:
         setpoint, patch = restore_floor(release.hpa)
         if self._dry_run:
             return ActuationResult(ActOutcome.DRY_RUN, setpoint)
         return self._send(patch, setpoint)
+
+    def _withdrawn(self, target: Target) -> str | None:
+        """Why the Deployment, read again now, no longer asks for what `target` was decided as."""
+        ref, scaling = target.state.ref, target.scaling
+        deployment = self._kube.read_deployment(ref.namespace, ref.name)
+        if deployment is None:
+            raise Gone(f"deployment {ref} is gone")
+        meta = deployment.get("metadata") or {}
+        if scaling is None or str(meta.get("resourceVersion", "")) == scaling.resource_version:
+            return None
+        annotations = meta.get("annotations") or {}
+        try:
+            settings = parse_annotations({str(k): str(v) for k, v in annotations.items()})
+        except AnnotationError as error:
+            return f"the Deployment's annotations changed since it was read: {error}"
+        if settings is None:
+            return "the Deployment opted out since it was read"
+        if settings.dry_run:
+            return "the Deployment was switched to dry-run since it was read"
+        if settings.mode is not scaling.mode:
+            return f"the Deployment's mode changed to {settings.mode.value} since it was read"
+        return None
 
     def _send(self, patch: Patch, setpoint: Setpoint) -> ActuationResult:
         if not self._may_act():
