@@ -227,18 +227,20 @@ class Kube:
 
     def read_deployment(self, namespace: str, name: str) -> JsonObject | None:
         """The Deployment as the server has it now, or None when it is gone."""
+        return self._read(self._apps.read_namespaced_deployment, "deployment", namespace, name)
+
+    def _read(self, read: Any, what: str, namespace: str, name: str) -> JsonObject | None:
+        """One named object through the client's `read_namespaced_…`, or None when it is gone."""
         try:
-            response: Any = self._apps.read_namespaced_deployment(
-                name, namespace, _preload_content=False, _request_timeout=self._timeout
-            )
+            response: Any = read(name, namespace, _preload_content=False, _request_timeout=self._timeout)
             body = json.loads(response.data)
         except _FAILURES as exc:
-            error = _error(exc, f"read deployment {namespace}/{name}")
+            error = _error(exc, f"read {what} {namespace}/{name}")
             if isinstance(error, Gone):
                 return None
             raise self._heard(error) from None
         except ValueError as exc:
-            raise Unavailable(f"read deployment: unreadable answer: {exc}") from None
+            raise Unavailable(f"read {what}: unreadable answer: {exc}") from None
         return body if isinstance(body, dict) else None
 
     def list(self, kind: Kind, namespace: str | None) -> tuple[list[JsonObject], str]:
@@ -326,19 +328,7 @@ class Kube:
 
     # -- leases --------------------------------------------------------------------------------
     def read_lease(self, namespace: str, name: str) -> JsonObject | None:
-        try:
-            response: Any = self._coordination.read_namespaced_lease(
-                name, namespace, _preload_content=False, _request_timeout=self._timeout
-            )
-            body = json.loads(response.data)
-        except _FAILURES as exc:
-            error = _error(exc, f"read lease {namespace}/{name}")
-            if isinstance(error, Gone):
-                return None
-            raise self._heard(error) from None
-        except ValueError as exc:
-            raise Unavailable(f"read lease: unreadable answer: {exc}") from None
-        return body if isinstance(body, dict) else None
+        return self._read(self._coordination.read_namespaced_lease, "lease", namespace, name)
 
     def create_lease(self, namespace: str, lease: JsonObject) -> None:
         try:

@@ -61,6 +61,14 @@ NS = "shop"
 ON = {PREFIX + "enabled": "true", PREFIX + "startup-seconds": "60"}
 
 
+def busy_web(fake: FakeKube) -> Loads:
+    """Deployment `web` at 2 pods with three times the load they should carry."""
+    fake.add_deployment(NS, "web", replicas=2, annotations=ON)
+    loads = Loads()
+    loads.cores["web"] = 2.1  # 1.05 cores a pod against 0.35 wanted
+    return loads
+
+
 class Loads(WithoutHistory, MetricsSource):
     """Aggregate CPU cores (and requests/s, where given) per Deployment, as the metrics source would
     report them."""
@@ -233,9 +241,7 @@ def test_dry_run_writes_nothing_to_the_workload(fake_kube: FakeKube, kube: Kube)
 
 
 def test_global_dry_run_flag(fake_kube: FakeKube, kube: Kube) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     fake_kube.clear_log()
     controller(kube, loads, dry_run=True).tick(NOW)
     assert writes(fake_kube, "/deployments") == []
@@ -480,9 +486,7 @@ def test_a_rejected_selector_is_told_once_while_it_lasts(fake_kube: FakeKube, ku
 def test_server_errors_on_scale_are_retried_next_tick(
     fake_kube: FakeKube, kube: Kube, status: int
 ) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     tick = controller(kube, loads)
     fake_kube.inject("PATCH", r"/deployments/web/scale", status=status, times=1, retry_after=1)
     tick.tick(NOW)
@@ -492,9 +496,7 @@ def test_server_errors_on_scale_are_retried_next_tick(
 
 
 def test_forbidden_is_reported_and_not_retried_in_a_loop(fake_kube: FakeKube, kube: Kube) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     tick = controller(kube, loads)
     fake_kube.inject("PATCH", r"/deployments/web/scale", status=403, times=None)
     for k in range(4):
@@ -504,9 +506,7 @@ def test_forbidden_is_reported_and_not_retried_in_a_loop(fake_kube: FakeKube, ku
 
 
 def test_deployment_gone_before_the_patch_is_forgotten(fake_kube: FakeKube, kube: Kube) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     objects = Listed(kube)
     tick = controller(kube, loads, objects=objects)
     fake_kube.inject("PATCH", r"/deployments/web/scale", status=404, times=1)
@@ -581,9 +581,7 @@ def test_informers_resume_a_dropped_watch_without_listing_again(fake_kube: FakeK
 def test_kubectl_sees_and_steers_the_controller(
     fake_kube: FakeKube, kube: Kube, kubeconfig: Path
 ) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     tick = controller(kube, loads)
     tick.tick(NOW)
 
@@ -631,9 +629,7 @@ def test_after_a_restart_nothing_scales_down_within_the_window_of_the_count_foun
 def test_after_a_take_over_nothing_scales_down_within_the_window_of_the_count_found(
     fake_kube: FakeKube, kube: Kube
 ) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     leading = [True]
     stages = cluster_stages(
         kube, Listed(kube), loads, Predicted(), PredictivePolicy(interval_s=30), dry_run=False

@@ -31,7 +31,7 @@ from autoscaler.sources.informers import Informer, Informers
 from autoscaler.stages import ActOutcome
 from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
-from tests.test_controller import ON, Listed, Loads, Predicted, replicas, writes
+from tests.test_controller import ON, Listed, Loads, Predicted, busy_web, replicas, writes
 
 NS = "shop"
 NOW = 1_800_000_000.0
@@ -90,12 +90,17 @@ def three_deployments(fake: FakeKube) -> Loads:
     return loads
 
 
+def watched_three(fake: FakeKube, kube: Kube, informers: Informers) -> Controller:
+    """The three Deployments, seen by the informers, and a controller that reads through them."""
+    loads = three_deployments(fake)
+    until(lambda: len(informers.objects(Kind.DEPLOYMENT)) == 3, "the watch to see them")
+    return Controller(cluster_stages(kube, informers, loads, Predicted(), PredictivePolicy()))
+
+
 def test_a_failing_watch_holds_its_targets_and_fails_readiness(
     fake_kube: FakeKube, kube: Kube, informers: Informers
 ) -> None:
-    loads = three_deployments(fake_kube)
-    until(lambda: len(informers.objects(Kind.DEPLOYMENT)) == 3, "the watch to see them")
-    tick = Controller(cluster_stages(kube, informers, loads, Predicted(), PredictivePolicy()))
+    tick = watched_three(fake_kube, kube, informers)
     fake_kube.inject("GET", r"/deployments$", status=500, times=None)
     fake_kube.drop_watches()
     until(lambda: bool(informers.stale()), "the watch to fail")
@@ -127,9 +132,7 @@ def test_a_failing_watch_holds_its_targets_and_fails_readiness(
 def test_a_scale_decided_from_an_old_view_loses_to_the_change_made_since(
     fake_kube: FakeKube, kube: Kube
 ) -> None:
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     old = Frozen(kube)  # the view as it was before someone else scaled
     kube.patch(scale_patch(TargetRef(NS, "web"), 10))
     fake_kube.clear_log()
@@ -218,9 +221,7 @@ def test_a_failed_write_for_one_deployment_holds_it_and_not_the_others(
 def test_an_api_outage_holds_everything_and_the_next_tick_recovers(
     fake_kube: FakeKube, kube: Kube, informers: Informers
 ) -> None:
-    loads = three_deployments(fake_kube)
-    until(lambda: len(informers.objects(Kind.DEPLOYMENT)) == 3, "the watch to see them")
-    tick = Controller(cluster_stages(kube, informers, loads, Predicted(), PredictivePolicy()))
+    tick = watched_three(fake_kube, kube, informers)
     fake_kube.fail_all(503)
     until(lambda: bool(informers.stale()), "the watches to fail")
     report = tick.tick(NOW)
@@ -234,9 +235,7 @@ def test_an_api_outage_holds_everything_and_the_next_tick_recovers(
 
 def test_a_slow_write_is_given_up_and_holds(fake_kube: FakeKube, kubeconfig: Path) -> None:
     impatient = connect(kubeconfig, user_agent="predictive-autoscaler/test", timeout_s=0.5)
-    fake_kube.add_deployment(NS, "web", replicas=2, annotations=ON)
-    loads = Loads()
-    loads.cores["web"] = 2.1
+    loads = busy_web(fake_kube)
     tick = Controller(
         cluster_stages(impatient, Listed(impatient), loads, Predicted(), PredictivePolicy())
     )

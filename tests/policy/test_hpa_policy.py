@@ -15,7 +15,7 @@ import pytest
 
 from autoscaler.metrics import MetricKind
 from autoscaler.model import Bounds, LoadSnapshot, Sample, Target, TargetConfig, TargetRef, WorkloadState
-from autoscaler.policy import DecisionHistory, HpaPolicy, PolicyInputs, Reason
+from autoscaler.policy import Decision, DecisionHistory, HpaPolicy, PolicyInputs, Reason
 from autoscaler.policy.decision import Recommendation, ScaleEvent
 
 NOW = 1_000_000.0
@@ -126,7 +126,8 @@ def test_hpa_decision(case: Case) -> None:
     assert decide(case) == (case.want, case.reasons)
 
 
-def _two_metric_decision(cpu_cores: float, rps: float | None) -> tuple[int, tuple[Reason, ...]]:
+def _two_metric(cpu_cores: float, rps: float | None) -> Decision:
+    """8 ready pods of 1 core at 50 % and 10 requests/s each, on the loads given."""
     config = TargetConfig(
         metrics=(MetricKind.CPU, MetricKind.REQUESTS),
         bounds=Bounds(1, 100),
@@ -138,8 +139,7 @@ def _two_metric_decision(cpu_cores: float, rps: float | None) -> tuple[int, tupl
         cpu=Sample(cpu_cores, NOW - 30),
         requests=None if rps is None else Sample(rps, NOW - 30),
     )
-    d = HpaPolicy().decide(PolicyInputs(Target(state, config), load, DecisionHistory(), NOW))
-    return d.replicas, d.reasons
+    return HpaPolicy().decide(PolicyInputs(Target(state, config), load, DecisionHistory(), NOW))
 
 
 @pytest.mark.parametrize(
@@ -154,19 +154,12 @@ def _two_metric_decision(cpu_cores: float, rps: float | None) -> tuple[int, tupl
 def test_largest_proposal_across_metrics(
     cpu: float, rps: float | None, want: tuple[int, tuple[Reason, ...]]
 ) -> None:
-    assert _two_metric_decision(cpu, rps) == want
+    d = _two_metric(cpu, rps)
+    assert (d.replicas, d.reasons) == want
 
 
 def test_a_hold_on_a_missing_metric_names_it() -> None:
-    config = TargetConfig(
-        metrics=(MetricKind.CPU, MetricKind.REQUESTS),
-        bounds=Bounds(1, 100),
-        target_utilization=0.5,
-        per_pod={MetricKind.REQUESTS: 10.0},
-    )
-    state = WorkloadState(REF, spec_replicas=8, ready_replicas=8, pod_requests={MetricKind.CPU: 1.0})
-    load = LoadSnapshot.of(cpu=Sample(2.0, NOW - 30))
-    d = HpaPolicy().decide(PolicyInputs(Target(state, config), load, DecisionHistory(), NOW))
+    d = _two_metric(2.0, None)
     assert d.missing == (MetricKind.REQUESTS,)
     assert d.explain() == "held at 8: metrics-missing (requests); cpu load 2 at 0.5/pod, proposal 8"
 
