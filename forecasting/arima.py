@@ -9,9 +9,12 @@ Pipeline of one fit (see ``seasonality`` for why the seasons are handled outside
 4. ``statsmodels.tsa.arima.model.ARIMA`` on the last ``window`` of what is left, orders picked by AIC
    from a small fixed grid.
 
-Model selection is bounded by ``fit_budget_s``: candidates are always tried in the grid's order and the
-budget is only checked *between* candidates, so the first candidate always runs and a budget that is
-not reached never changes the result. Scheduled refits less than ``reselect_every`` after the last
+Model selection is bounded by ``fit_budget_evals``, a count of likelihood evaluations (work, not
+seconds, so the models fitted, and every figure downstream, are the same on an idle or a busy machine):
+candidates are always tried in the grid's order and the budget is only checked *between* candidates,
+so the first candidate always runs and a budget that is not reached never changes the result.
+``fit_guard_s`` is a wall-clock safety net for a controller (off by default: the simulator, backtests
+and benches never read the clock to decide). Scheduled refits less than ``reselect_every`` after the last
 selection re-estimate the selected order only (the order is a slow-moving choice; this cuts refit cost
 about fourfold); an explicit fit, a drift refit or a gap refit searches the whole grid again.
 Estimation uses a concentrated-out variance (one parameter fewer, about half the time), no parameter
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -82,8 +86,12 @@ class ArimaConfig:
     reselect_every: timedelta = timedelta(days=1)
     """Scheduled refits within this series time of the last order selection re-estimate the selected
     order only; explicit fits and drift or gap refits always search the whole grid."""
-    fit_budget_s: float = 1.0
-    """Wall-clock budget for order selection; see the module docstring for determinism."""
+    fit_budget_evals: int = 1500
+    """Likelihood evaluations order selection may spend (checked between candidates); a full grid
+    takes a few hundred on 5-minute load, so the budget cuts only a pathological selection."""
+    fit_guard_s: float | None = None
+    """Wall-clock safety net, checked between candidates like the budget; None for never (the
+    default: figures must not depend on how busy the machine is)."""
     maxiter: int = 50
     interval: IntervalMethod = IntervalMethod.EMPIRICAL
     scale: Scale = Scale.AUTO
@@ -98,8 +106,10 @@ class ArimaConfig:
             raise ValueError("orders must not be empty")
         if any(min(order) < 0 for order in self.orders):
             raise ValueError("orders must be non-negative")
-        if self.fit_budget_s <= 0 or self.maxiter < 1 or self.min_points < 8:
-            raise ValueError("fit_budget_s must be > 0, maxiter >= 1, min_points >= 8")
+        if self.fit_budget_evals < 1 or self.maxiter < 1 or self.min_points < 8:
+            raise ValueError("fit_budget_evals must be >= 1, maxiter >= 1, min_points >= 8")
+        if self.fit_guard_s is not None and self.fit_guard_s <= 0:
+            raise ValueError("fit_guard_s must be positive or None")
 
 
 @dataclass(eq=False)
@@ -117,8 +127,12 @@ class _State:
 class ArimaForecaster(StatefulForecaster):
     name: ClassVar[ModelName] = ModelName.ARIMA
 
-    def __init__(self, config: ArimaConfig | None = None):
+    def __init__(
+        self, config: ArimaConfig | None = None, *, clock: Callable[[], float] = time.perf_counter
+    ):
+        """`clock` is read only for the wall-clock guard, and only when `fit_guard_s` is set."""
         self.config = config or ArimaConfig()
+        self._clock = clock
         super().__init__(self.config.prep, self.config.refit)
         self._state: _State | None = None
         self._warm: dict[ArimaOrder, FloatArray] = {}
@@ -223,13 +237,17 @@ class ArimaForecaster(StatefulForecaster):
         self, endog: FloatArray, orders: tuple[ArimaOrder, ...], caught: list[FitWarning]
     ) -> tuple[Any, ArimaOrder, list[CandidateFit], bool]:
         cfg = self.config
-        started = time.perf_counter()
+        started = self._clock() if cfg.fit_guard_s is not None else 0.0
+        spent = 0
         best: Any = None
         best_order: ArimaOrder | None = None
         candidates: list[CandidateFit] = []
         exhausted = False
         for position, order in enumerate(orders):
-            if position > 0 and time.perf_counter() - started > cfg.fit_budget_s:
+            if position > 0 and (
+                spent > cfg.fit_budget_evals
+                or (cfg.fit_guard_s is not None and self._clock() - started > cfg.fit_guard_s)
+            ):
                 exhausted = True
                 break
             label = _label(order)
@@ -238,7 +256,9 @@ class ArimaForecaster(StatefulForecaster):
                     result = self._fit_order(endog, order)
             except Exception as exc:  # statsmodels raises a variety of types for a bad fit
                 candidates.append(CandidateFit(label, None, f"{type(exc).__name__}: {exc}"))
+                spent += cfg.maxiter  # what it cost is unknown: count it as a short fit
                 continue
+            spent += _evaluations(result, cfg.maxiter)
             aic = float(result.aic)
             if not (np.isfinite(aic) and np.isfinite(result.params).all() and result.scale > 0):
                 candidates.append(CandidateFit(label, None, "non-finite estimate"))
@@ -308,6 +328,17 @@ class ArimaForecaster(StatefulForecaster):
     def _require_state(self) -> _State:
         assert self._state is not None, "StatefulForecaster checks the history first"
         return self._state
+
+
+def _evaluations(result: Any, maxiter: int) -> int:
+    """Likelihood evaluations the optimizer reported for a fit (L-BFGS: `fcalls`); where it reports
+    none, its iterations, or `maxiter`."""
+    retvals = getattr(result, "mle_retvals", None) or {}
+    for key in ("fcalls", "iterations"):
+        value = retvals.get(key)
+        if isinstance(value, (int, np.integer)) and value >= 0:
+            return int(value)
+    return maxiter
 
 
 def _label(order: ArimaOrder) -> str:

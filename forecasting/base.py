@@ -74,7 +74,7 @@ class FitReport:
     aic: float | None = None
     candidates: tuple[CandidateFit, ...] = ()
     budget_exhausted: bool = False
-    """The time budget stopped model selection before the end of the grid."""
+    """The work budget (or the wall-clock guard) stopped model selection before the end of the grid."""
     warnings: tuple[FitWarning, ...] = ()
     seconds: float = field(default=0.0, compare=False)
     """Wall time of the fit; excluded from equality so reports of identical fits compare equal."""

@@ -36,9 +36,6 @@ from .synthetic import PER_DAY, daily_load, daily_pattern, hourly_spikes, index
 
 
 def _config(**settings: Any) -> ArimaConfig:
-    # The fit time budget would make results depend on machine load (a busy CI core); tests that
-    # are not about the budget lift it.
-    settings.setdefault("fit_budget_s", 3600.0)
     return ArimaConfig(**settings)
 
 
@@ -93,18 +90,36 @@ def test_hourly_profile_forecasts_the_next_spike() -> None:
 
 
 @pytest.mark.parametrize(
-    ("budget", "tried", "exhausted"),
+    ("settings", "tried", "exhausted"),
     [
-        pytest.param(1e-9, 1, True, id="tiny-budget-keeps-first-order"),
-        pytest.param(3600.0, 4, False, id="generous-budget-tries-all"),
+        pytest.param({"fit_budget_evals": 1}, 1, True, id="tiny-budget-keeps-first-order"),
+        pytest.param({}, 4, False, id="default-budget-tries-all"),
+        pytest.param({"fit_guard_s": 1e-9}, 1, True, id="wall-clock-guard-cuts-on-a-slow-machine"),
     ],
 )
-def test_budget_only_cuts_the_tail_of_the_grid(budget: float, tried: int, exhausted: bool) -> None:
-    config = _config(fit_budget_s=budget)
-    report = ArimaForecaster(config).fit(daily_load(3))
+def test_budget_only_cuts_the_tail_of_the_grid(
+    settings: dict[str, Any], tried: int, exhausted: bool
+) -> None:
+    report = ArimaForecaster(ArimaConfig(**settings)).fit(daily_load(3))
     assert len(report.candidates) == tried
     assert report.budget_exhausted is exhausted
     assert report.candidates[0].spec == "ARIMA(1,0,1)"
+
+
+def test_the_budget_counts_work_so_a_slow_machine_selects_the_same_model() -> None:
+    # A clock that moves an hour at every read stands for a machine far slower than any: without
+    # a wall-clock guard, the selection and the forecast are unchanged.
+    data = daily_load(3)
+    steady = ArimaForecaster(ArimaConfig())
+    steady.fit(data)
+    ticks = iter(range(0, 10**9, 3600))
+    slow = ArimaForecaster(ArimaConfig(), clock=lambda: float(next(ticks)))
+    report = slow.fit(data)
+    assert not report.budget_exhausted
+    assert len(report.candidates) == 4
+    a, b = steady.forecast(12, 0.8), slow.forecast(12, 0.8)
+    assert np.array_equal(a.mean, b.mean)
+    assert np.array_equal(a.upper, b.upper)
 
 
 def test_statsmodels_warnings_are_recorded_and_do_not_escape(monkeypatch: pytest.MonkeyPatch) -> None:

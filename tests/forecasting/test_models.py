@@ -15,27 +15,18 @@ import pandas as pd
 import pytest
 
 from forecasting import (
-    ArimaConfig,
     Forecaster,
     GapTooLongError,
     InsufficientHistoryError,
     ModelName,
     NotFittedError,
+    make_forecaster,
     parse_model_names,
 )
-from forecasting import make_forecaster as make_default
 
 from .synthetic import PER_DAY, STEP, daily_load, index
 
 MODELS = [pytest.param(name, id=name.value) for name in ModelName]
-# ARIMA's fit time budget would make results depend on machine load (a busy CI core); lift it.
-UNBOUNDED = ArimaConfig(fit_budget_s=3600.0)
-
-
-def make_forecaster(name: ModelName) -> Forecaster:
-    return make_default(name, UNBOUNDED)
-
-
 # Enough history for every model (Holt-Winters needs two full days).
 DAYS = 2.5
 
