@@ -15,10 +15,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TypeVar
 
 from autoscaler.metrics import METRICS, MetricKind
-from autoscaler.model import Bounds, ScaleMode, TargetConfig
+from autoscaler.model import Bounds, ScaleMode, SelectPolicy, TargetConfig
 from autoscaler.patches import STATUS_KEY
 from autoscaler.selectors import SelectorError, SeriesSelector, parse_selector
 
@@ -72,6 +73,10 @@ ANNOTATION_DEFAULTS: dict[str, str] = {
     "startup-seconds": "(measured from pod readiness)",
     "confidence": "50",
     "scale-down-stabilization-seconds": "300",
+    "scale-up-tolerance": "10",
+    "scale-down-tolerance": "10",
+    "scale-up-select-policy": "Max",
+    "scale-down-select-policy": "Max",
     **{
         spec.selector_annotation: f"(the controller's --{spec.selector_annotation})"
         for spec in METRICS.values()
@@ -121,11 +126,17 @@ def _boolean(text: str) -> bool:
     raise ValueError('must be "true" or "false"')
 
 
-def _mode(text: str) -> ScaleMode:
-    for member in ScaleMode:
-        if member.value == text:
-            return member
-    raise ValueError(f"unknown mode; one of: {', '.join(m.value for m in ScaleMode)}")
+E = TypeVar("E", bound=Enum)
+
+
+def _one_of(choices: type[E], what: str) -> Callable[[str], E]:
+    def parse(text: str) -> E:
+        for member in choices:
+            if member.value == text:
+                return member
+        raise ValueError(f"unknown {what}; one of: {', '.join(m.value for m in choices)}")
+
+    return parse
 
 
 def _decimal(low: float, high: float, unit: str = "") -> Callable[[str], float]:
@@ -189,7 +200,7 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
     if unknown:
         key = unknown[0]
         raise AnnotationError(PREFIX + key, read.raw(key) or "", "unknown annotation")
-    mode = read.get("mode", _mode, ScaleMode(ANNOTATION_DEFAULTS["mode"]))
+    mode = read.get("mode", _one_of(ScaleMode, "mode"), ScaleMode(ANNOTATION_DEFAULTS["mode"]))
     dry_run = read.get("dry-run", _boolean, False)
     metrics = read.get("metrics", _metrics, _metrics(ANNOTATION_DEFAULTS["metrics"]))
     utilization = read.get("target-utilization", _decimal(1, 100, " %"), 70.0)
@@ -205,6 +216,11 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
     startup = read.get("startup-seconds", _decimal(0, MAX_SECONDS, " s"), None)
     confidence = read.get("confidence", _decimal(50, 99, " %"), 50.0)
     stabilization = read.get("scale-down-stabilization-seconds", _decimal(0, MAX_SECONDS, " s"), 300.0)
+    up_tolerance = read.get("scale-up-tolerance", _decimal(0, 1000, " %"), 10.0)
+    down_tolerance = read.get("scale-down-tolerance", _decimal(0, 99, " %"), 10.0)
+    select = _one_of(SelectPolicy, "select policy")
+    up_select = read.get("scale-up-select-policy", select, SelectPolicy.MAX)
+    down_select = read.get("scale-down-select-policy", select, SelectPolicy.MAX)
     selectors = {
         kind: read.get(spec.selector_annotation, _selector, None)
         for kind, spec in METRICS.items()
@@ -231,6 +247,10 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
         target_utilization=utilization / 100.0,
         per_pod={kind: amount for kind, amount in per_pod.items() if amount is not None},
         scale_down_stabilization_s=stabilization,
+        scale_up_tolerance=up_tolerance / 100.0,
+        scale_down_tolerance=down_tolerance / 100.0,
+        scale_up_select=up_select,
+        scale_down_select=down_select,
         startup_s=startup,
         confidence=confidence / 100.0,
         selectors={kind: chosen for kind, chosen in selectors.items() if chosen is not None},

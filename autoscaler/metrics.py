@@ -51,6 +51,10 @@ class MetricSpec:
     selector_annotation: str | None = None
     # Memory is not given back when demand falls: a forecast never shortens its scale-down window.
     falls_with_load: bool = True
+    # The HPA counts pods that are not ready as idle on a scale-up, and leaves them out on a
+    # scale-down, for CPU only: a starting pod burns CPU that is not load. For every other kind a
+    # running pod counts with what it reports, ready or not.
+    damps_unready: bool = False
 
     @property
     def averages_over_rate_window(self) -> bool:
@@ -72,6 +76,7 @@ METRICS: Mapping[MetricKind, MetricSpec] = {
             Signal.COUNTER,
             request_resource="cpu",
             series=SeriesSelector("container_cpu_usage_seconds_total", _CONTAINERS),
+            damps_unready=True,
         ),
         MetricSpec(
             MetricKind.MEMORY,

@@ -25,6 +25,7 @@ __all__ = [
     "Sample",
     "ScaleMode",
     "Scaling",
+    "SelectPolicy",
     "Setpoint",
     "Target",
     "TargetConfig",
@@ -71,10 +72,15 @@ class WorkloadState:
     rollout_in_progress: bool = False
     # Median seconds recent new pods took from creation to Ready; None until one was seen.
     measured_startup_s: float | None = None
+    # Pods that exist (not failed, not being deleted), ready or not; None where the reader cannot
+    # count them, which then stands in `spec_replicas`.
+    existing_pods: int | None = None
 
     @property
     def unready_replicas(self) -> int:
-        return max(0, self.spec_replicas - self.ready_replicas)
+        """Pods that exist and are not ready (a pod not created yet is no pod to the HPA)."""
+        existing = self.spec_replicas if self.existing_pods is None else self.existing_pods
+        return max(0, existing - self.ready_replicas)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +210,15 @@ class Forecasts(ByKind[LoadForecast]):
     __slots__ = ()
 
 
+class SelectPolicy(Enum):
+    """Which of the scaling rules' allowances a direction takes (the HPA's
+    `spec.behavior.*.selectPolicy`): the largest change, the smallest, or none at all."""
+
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
 @dataclass(frozen=True, slots=True)
 class TargetConfig:
     """How one workload is to be scaled (from annotations in a cluster, from the scenario in the
@@ -220,6 +235,11 @@ class TargetConfig:
     target_utilization: float = 0.7
     per_pod: Mapping[MetricKind, float] = field(default_factory=dict)
     scale_down_stabilization_s: float = 300.0
+    # No change while 1 − down ≤ usage ratio ≤ 1 + up (the HPA's per-direction tolerances).
+    scale_up_tolerance: float = 0.1
+    scale_down_tolerance: float = 0.1
+    scale_up_select: SelectPolicy = SelectPolicy.MAX
+    scale_down_select: SelectPolicy = SelectPolicy.MAX
     # Pod start-up time to plan ahead for; None means measured from the pods themselves.
     startup_s: float | None = None
     # Level of the prediction interval whose upper bound replicas are sized for.
@@ -239,10 +259,16 @@ class TargetConfig:
                 raise ValueError(f"the {kind.value} metric needs a positive per-pod target")
         if self.scale_down_stabilization_s < 0:
             raise ValueError("scale-down stabilization must be non-negative")
+        if self.scale_up_tolerance < 0.0 or not 0.0 <= self.scale_down_tolerance < 1.0:
+            raise ValueError("tolerances must be non-negative, and the scale-down one below 1")
         if self.startup_s is not None and self.startup_s < 0:
             raise ValueError("start-up time must be non-negative")
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+
+    def within_tolerance(self, ratio: float) -> bool:
+        """Whether a usage ratio is close enough to 1 to leave the count alone (inclusive)."""
+        return 1.0 - self.scale_down_tolerance <= ratio <= 1.0 + self.scale_up_tolerance
 
     def per_pod_target(self, kind: MetricKind, state: WorkloadState) -> float | None:
         """Load one pod should carry for `kind`, or None when the workload lacks the request it

@@ -12,7 +12,7 @@ import pytest
 
 from autoscaler.config import PREFIX, AnnotationError, parse_annotations
 from autoscaler.metrics import MetricKind
-from autoscaler.model import Bounds, ScaleMode
+from autoscaler.model import Bounds, ScaleMode, SelectPolicy
 from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
 
 ON = {PREFIX + "enabled": "true"}
@@ -50,6 +50,8 @@ def test_defaults() -> None:
     assert config.startup_s is None
     assert config.confidence == pytest.approx(0.5)
     assert config.scale_down_stabilization_s == 300.0
+    assert (config.scale_up_tolerance, config.scale_down_tolerance) == (0.1, 0.1)
+    assert (config.scale_up_select, config.scale_down_select) == (SelectPolicy.MAX, SelectPolicy.MAX)
     assert config.selectors == {}
 
 
@@ -66,6 +68,10 @@ def test_every_key_read() -> None:
             startup_seconds="90",
             confidence="95",
             scale_down_stabilization_seconds="120",
+            scale_up_tolerance="5",
+            scale_down_tolerance="20.5",
+            scale_up_select_policy="Min",
+            scale_down_select_policy="Disabled",
             requests_metric='http_requests_total{code!~"5.."}',
         )
     )
@@ -80,6 +86,12 @@ def test_every_key_read() -> None:
     assert config.startup_s == 90.0
     assert config.confidence == pytest.approx(0.95)
     assert config.scale_down_stabilization_s == 120.0
+    assert config.scale_up_tolerance == pytest.approx(0.05)
+    assert config.scale_down_tolerance == pytest.approx(0.205)
+    assert (config.scale_up_select, config.scale_down_select) == (
+        SelectPolicy.MIN,
+        SelectPolicy.DISABLED,
+    )
     assert config.selectors == {
         MetricKind.REQUESTS: SeriesSelector(
             "http_requests_total", (LabelMatcher("code", MatchOp.NOT_REGEX, "5.."),)
@@ -190,6 +202,27 @@ BAD = [
         "scale-down-stabilization-seconds",
         "3601",
         id="stabilization-over-an-hour",
+    ),
+    pytest.param(
+        annotated(scale_down_tolerance="100"),
+        "scale-down-tolerance",
+        "100",
+        id="down-tolerance-that-never-scales-down",
+    ),
+    pytest.param(
+        annotated(scale_up_tolerance="-1"), "scale-up-tolerance", "-1", id="up-tolerance-negative"
+    ),
+    pytest.param(
+        annotated(scale_up_select_policy="max"),
+        "scale-up-select-policy",
+        "max",
+        id="select-policy-wrong-case",
+    ),
+    pytest.param(
+        annotated(scale_down_select_policy="Never"),
+        "scale-down-select-policy",
+        "Never",
+        id="select-policy-unknown",
     ),
 ]
 

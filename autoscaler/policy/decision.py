@@ -44,6 +44,7 @@ class Reason(Enum):
     FALLBACK_POOR_ACCURACY = "fallback-poor-accuracy"
     FALLBACK_STALE_FORECAST = "fallback-stale-forecast"
     ROLLOUT_IN_PROGRESS = "rollout-in-progress"
+    SCALING_DISABLED = "scaling-disabled"
 
 
 class Mode(Enum):
@@ -111,7 +112,9 @@ class DecisionHistory:
         older than `keep_s` dropped, so it stays bounded however long the controller runs."""
         now = decision.at
         cutoff = now - keep_s
-        recs = (*_unexpired(self.recommendations, cutoff), Recommendation(now, decision.recommendation))
+        recs = _unexpired(self.recommendations, cutoff)
+        if decision.records:
+            recs += (Recommendation(now, decision.recommendation),)
         events = _unexpired(self.scale_events, cutoff)
         if applied and decision.replicas != decision.current:
             events += (ScaleEvent(now, decision.replicas - decision.current),)
@@ -179,6 +182,10 @@ class Decision:
     untrusted: frozenset[MetricKind] = frozenset()
     # Configured metrics that had no usable sample (none, NaN, too old, Prometheus unreachable).
     missing: tuple[MetricKind, ...] = ()
+    # Whether `recommendation` enters the stabilization windows: as in the HPA, a tick that could
+    # not compute one (metrics missing) or that did not consult the metrics (replicas outside the
+    # bounds, scaling disabled) records nothing.
+    records: bool = True
 
     @property
     def changed(self) -> bool:

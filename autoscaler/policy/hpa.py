@@ -1,18 +1,30 @@
 """The Kubernetes HPA (autoscaling/v2) decision, as its controller computes it.
 
 Used twice: as the `hpa` baseline the simulator scores against, and as the reactive part of the
-predictive policy. It follows the upstream replica calculator and
-`normalizeDesiredReplicasWithBehaviors`:
+predictive policy. It follows the upstream controller (`reconcileAutoscaler`), replica calculator
+and `normalizeDesiredReplicasWithBehaviors`:
 
-1. per metric, `ceil(ready × ratio)` with `ratio = per-pod average over ready pods / target`, no change
-   within the tolerance; on a scale-up with not-ready pods, those count as 0 % and the proposal is
-   recomputed over all pods (dropped if that reverses the direction or lands in the tolerance);
-   the largest proposal across metrics wins, and a metric that cannot be read blocks a scale-down;
+0. replicas 0 means autoscaling is disabled (nothing is computed or changed); replicas outside
+   min/max go straight to the bound, without consulting the metrics or the behavior; neither
+   records a recommendation;
+1. per metric, the usage ratio against the target: for a utilization target (cpu, memory) in whole
+   percent of the pods' request, as the HPA computes it; no change while the ratio is within the
+   tolerances, inclusive at both edges (down 0.1, up 0.1 by default, configurable apart), else
+   `ceil(pods × ratio)`. For CPU, pods that exist but are not ready count as 0 % on a scale-up
+   (the proposal is recomputed over all of them and dropped if that reverses the direction or lands
+   in the tolerance) and are left out on a scale-down; for every other kind a pod counts with what
+   it reports, ready or not. The largest proposal across metrics wins; a metric that cannot be read
+   blocks a scale-down, and a tick that cannot compute a proposal records nothing;
 2. stabilization: the proposal is limited to the lowest proposal in the scale-up window and the
    highest in the scale-down window;
-3. rate limits: per period, the larger of the policies' allowances (defaults: up 100 % or 4 pods per
-   15 s, down 100 % per 15 s), counted from the replicas the period started with;
+3. rate limits: per period, counted from the replicas the period started with; `selectPolicy` Max
+   (the default: the largest change the rules allow), Min (the smallest) or Disabled; defaults up
+   100 % or 4 pods per 15 s, down 100 % per 15 s; a percent scale-up rounds up, a percent
+   scale-down truncates;
 4. min/max bounds.
+
+Per-pod detail the aggregate load cannot carry is a deliberate difference (README, "The reactive
+part and the Kubernetes HPA").
 """
 
 from __future__ import annotations
@@ -21,8 +33,8 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from autoscaler.metrics import MetricKind
-from autoscaler.model import TargetConfig, WorkloadState
+from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.model import SelectPolicy, TargetConfig, WorkloadState
 from autoscaler.policy.decision import Decision, DecisionHistory, Mode, PolicyInputs, Reason
 
 __all__ = [
@@ -37,6 +49,7 @@ __all__ = [
     "normalize",
     "propose_for_metric",
     "reactive_proposal",
+    "settle",
 ]
 
 
@@ -54,10 +67,9 @@ class ScalingRule:
 
 @dataclass(frozen=True, slots=True)
 class HpaBehavior:
-    """`spec.behavior` with the upstream defaults; scale-down stabilization comes from the target's
-    config because users set it per workload."""
+    """`spec.behavior` with the upstream defaults; what users set per workload (scale-down
+    stabilization, tolerances, select policies) comes from the target's config."""
 
-    tolerance: float = 0.1
     scale_up_stabilization_s: float = 0.0
     scale_up_rules: tuple[ScalingRule, ...] = (
         ScalingRule(RuleKind.PERCENT, 100, 15.0),
@@ -89,50 +101,77 @@ class MetricProposal:
 
 
 def propose_for_metric(
-    current: int, ready: int, unready: int, load: float, per_pod_target: float, tolerance: float
+    current: int,
+    ready: int,
+    unready: int,
+    load: float,
+    per_pod_target: float,
+    config: TargetConfig,
+    *,
+    request: float | None = None,
+    damps_unready: bool = False,
 ) -> MetricProposal:
-    """Replicas for one metric from its aggregate load over the ready pods (`ready` ≥ 1)."""
-    ratio = load / (ready * per_pod_target)
+    """Replicas for one metric from its aggregate load (`ready` ≥ 1). `request` is what one pod
+    requests where the target is a utilization of it; `damps_unready` is the HPA's CPU rule."""
+
+    def ratio_over(pods: int) -> float:
+        if request is None:
+            return load / (pods * per_pod_target)
+        # Whole percent of the request, as the HPA computes utilization (the epsilon keeps a
+        # value that is exactly whole from landing a hair below it).
+        utilization = math.floor(100.0 * load / (pods * request) + 1e-9)
+        return utilization / (100.0 * per_pod_target / request)
+
+    if not damps_unready:
+        pods = ready + unready
+        ratio = ratio_over(pods)
+        if config.within_tolerance(ratio):
+            return MetricProposal(current, within_tolerance=True, unready_damped=False)
+        return MetricProposal(math.ceil(ratio * pods), within_tolerance=False, unready_damped=False)
+    ratio = ratio_over(ready)
     if unready > 0 and ratio > 1.0:
         # Not-ready pods count as idle: a pod that is still starting must not trigger a second
         # scale-up for load it will soon take.
         total = ready + unready
-        damped = load / (total * per_pod_target)
-        if abs(1.0 - damped) <= tolerance or damped < 1.0:
+        damped = ratio_over(total)
+        if config.within_tolerance(damped) or damped < 1.0:
             return MetricProposal(current, within_tolerance=False, unready_damped=True)
         return MetricProposal(
             max(current, math.ceil(damped * total)), within_tolerance=False, unready_damped=True
         )
-    if abs(1.0 - ratio) <= tolerance:
+    if config.within_tolerance(ratio):
         return MetricProposal(current, within_tolerance=True, unready_damped=False)
     return MetricProposal(math.ceil(ratio * ready), within_tolerance=False, unready_damped=False)
 
 
+def _allowance(rule: ScalingRule, start: int, up: bool) -> int:
+    if rule.kind is RuleKind.PODS:
+        return start + rule.value if up else start - rule.value
+    if up:
+        # Rounded up, or a small workload could never grow by a percentage.
+        return math.ceil(start * (1.0 + rule.value / 100.0))
+    return int(start * (1.0 - rule.value / 100.0))  # truncated, as the HPA converts it
+
+
 def _limit(
-    rules: tuple[ScalingRule, ...], current: int, history: DecisionHistory, now: float, up: bool
+    rules: tuple[ScalingRule, ...],
+    select: SelectPolicy,
+    current: int,
+    history: DecisionHistory,
+    now: float,
+    up: bool,
 ) -> int:
-    best: int | None = None
+    if select is SelectPolicy.DISABLED or not rules:
+        return current
+    allowed = []
     for rule in rules:
         added, removed = history.replicas_changed_since(now - rule.period_s)
-        if up:
-            start = current - added + removed
-            allowed = (
-                start + rule.value
-                if rule.kind is RuleKind.PODS
-                else math.ceil(start * (1.0 + rule.value / 100.0))
-            )
-            best = allowed if best is None else max(best, allowed)
-        else:
-            start = current + removed - added
-            allowed = (
-                start - rule.value
-                if rule.kind is RuleKind.PODS
-                else math.ceil(start * (1.0 - rule.value / 100.0))
-            )
-            best = allowed if best is None else min(best, allowed)
-    if best is None:
-        return current
-    return max(best, current) if up else min(best, current)
+        allowed.append(_allowance(rule, current - added + removed, up))
+    # Max takes the largest change: the highest count up, the lowest down; Min the smallest.
+    largest_change = (max if up else min)(allowed)
+    smallest_change = (min if up else max)(allowed)
+    limit = largest_change if select is SelectPolicy.MAX else smallest_change
+    return max(limit, current) if up else min(limit, current)
 
 
 def normalize(
@@ -172,10 +211,12 @@ def limit_change(
     final count and the guard that changed it, if one did."""
     bounds = config.bounds
     if wanted > current:
-        limit = _limit(behavior.scale_up_rules, current, history, now, up=True)
+        limit = _limit(behavior.scale_up_rules, config.scale_up_select, current, history, now, up=True)
         final = max(bounds.minimum, min(wanted, bounds.maximum, limit))
     elif wanted < current:
-        limit = _limit(behavior.scale_down_rules, current, history, now, up=False)
+        limit = _limit(
+            behavior.scale_down_rules, config.scale_down_select, current, history, now, up=False
+        )
         final = min(bounds.maximum, max(wanted, bounds.minimum, limit))
     else:
         final = bounds.clamp(wanted)
@@ -197,10 +238,18 @@ class ReactiveProposal:
     per_pod_target: float | None = None
     # The configured metrics without a usable sample this tick.
     missing: tuple[MetricKind, ...] = ()
+    # Set without consulting the metrics (replicas outside the bounds, scaling disabled): no
+    # stabilization or rate limit applies, and nothing is recorded.
+    direct: bool = False
 
     @property
     def holding(self) -> bool:
-        return self.reason is Reason.METRICS_MISSING
+        return self.reason in (Reason.METRICS_MISSING, Reason.SCALING_DISABLED)
+
+    @property
+    def records(self) -> bool:
+        """Whether the HPA would record this proposal as a recommendation."""
+        return not (self.direct or self.reason is Reason.METRICS_MISSING)
 
 
 def _measure(
@@ -228,6 +277,15 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
     state = inputs.target.state
     config = inputs.target.config
     current = state.spec_replicas
+    bounds = config.bounds
+    if current == 0:
+        # Someone scaled the workload to zero: to the HPA (whose minimum is at least 1 here) that
+        # means autoscaling is off until they scale it up again.
+        return ReactiveProposal(0, Reason.SCALING_DISABLED, direct=True)
+    if current > bounds.maximum:
+        return ReactiveProposal(bounds.maximum, Reason.CLAMPED_TO_MAX, direct=True)
+    if current < bounds.minimum:
+        return ReactiveProposal(bounds.minimum, Reason.CLAMPED_TO_MIN, direct=True)
     best: tuple[MetricProposal, MetricKind, float, float] | None = None
     missing: list[MetricKind] = []
     for kind in config.metrics:
@@ -236,13 +294,16 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
             missing.append(kind)
             continue
         load, per_pod = measured
+        spec = METRICS[kind]
         proposal = propose_for_metric(
             current,
             state.ready_replicas,
             state.unready_replicas,
             load,
             per_pod,
-            behavior.tolerance,
+            config,
+            request=None if spec.request_resource is None else state.pod_requests.get(kind),
+            damps_unready=spec.damps_unready,
         )
         if best is None or proposal.replicas > best[0].replicas:
             best = (proposal, kind, load, per_pod)
@@ -268,6 +329,22 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
     return ReactiveProposal(proposal.replicas, reason, kind, load, per_pod, tuple(missing))
 
 
+def settle(
+    reactive: ReactiveProposal,
+    current: int,
+    config: TargetConfig,
+    behavior: HpaBehavior,
+    inputs: PolicyInputs,
+) -> tuple[int, tuple[Reason, ...]]:
+    """The count the HPA sets for a proposal: a direct one as it is, a hold at the current count,
+    any other through stabilization, rate limits and bounds (`normalize`)."""
+    if reactive.direct:
+        return reactive.replicas, ()
+    if reactive.holding:
+        return current, ()
+    return normalize(reactive.replicas, current, config, behavior, inputs.history, inputs.now)
+
+
 @dataclass(frozen=True, slots=True)
 class HpaPolicy:
     behavior: HpaBehavior = DEFAULT_BEHAVIOR
@@ -282,14 +359,7 @@ class HpaPolicy:
     def decide(self, inputs: PolicyInputs) -> Decision:
         current = inputs.target.state.spec_replicas
         reactive = reactive_proposal(inputs, self.behavior)
-        final, guards = normalize(
-            reactive.replicas,
-            current,
-            inputs.target.config,
-            self.behavior,
-            inputs.history,
-            inputs.now,
-        )
+        final, guards = settle(reactive, current, inputs.target.config, self.behavior, inputs)
         return Decision(
             ref=inputs.target.state.ref,
             at=inputs.now,
@@ -303,4 +373,5 @@ class HpaPolicy:
             mode=Mode.HOLD if reactive.holding else Mode.REACTIVE,
             reactive_replicas=reactive.replicas,
             missing=reactive.missing,
+            records=reactive.records,
         )

@@ -42,8 +42,8 @@ from autoscaler.policy.hpa import (
     DEFAULT_BEHAVIOR,
     HpaBehavior,
     limit_change,
-    normalize,
     reactive_proposal,
+    settle,
 )
 
 __all__ = ["PredictivePolicy", "TrustRules"]
@@ -181,9 +181,7 @@ class PredictivePolicy:
             # only keeps pods for load that is gone (NASA July: 1.186 × oracle at the service-level
             # objective instead of 1.202, and 2 % fewer pod-hours than the HPA at u* = 0.7).
             stabilizing = dataclasses.replace(config, scale_down_stabilization_s=lead)
-        final, guards = normalize(
-            reactive.replicas, current, stabilizing, self.behavior, inputs.history, now
-        )
+        final, guards = settle(reactive, current, stabilizing, self.behavior, inputs)
         first = reactive.reason
         mode = Mode.HOLD if reactive.holding else Mode.REACTIVE
         if best is not None:
@@ -219,6 +217,7 @@ class PredictivePolicy:
             lead_s=lead,
             untrusted=frozenset(untrusted),
             missing=reactive.missing,
+            records=reactive.records,
         )
 
     def _predict(

@@ -59,6 +59,14 @@ def _pod_requests(deployment: JsonObject) -> dict[MetricKind, float]:
     return totals
 
 
+def _existing_pods(status: Mapping[str, Any]) -> int | None:
+    """Pods of the Deployment that exist, ready or not (its controller's count of non-terminated
+    pods; an omitted count is zero). None before the controller has written any status."""
+    if not status:
+        return None
+    return int(status.get("replicas", 0) or 0)
+
+
 def _rollout_in_progress(deployment: JsonObject) -> bool:
     """Pods of an older template are still running, which is what a rollout is (a scale change
     alone creates pods of the current template, so it never counts)."""
@@ -168,6 +176,7 @@ def build_snapshot(
             ref=ref,
             spec_replicas=int(1 if spec_replicas is None else spec_replicas),
             ready_replicas=int(status.get("readyReplicas", 0) or 0),
+            existing_pods=_existing_pods(status),
             pod_requests=_pod_requests(deployment),
             rollout_in_progress=_rollout_in_progress(deployment),
             measured_startup_s=_startup_s(deployment, pods, now),

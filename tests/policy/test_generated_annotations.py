@@ -66,6 +66,10 @@ VALID: dict[str, list[str]] = {
     "startup-seconds": ["0", "0.001", "45", "3599.999999", "3600"],
     "confidence": ["50", "70", "99"],
     "scale-down-stabilization-seconds": ["0", "1", "300", "3600"],
+    "scale-up-tolerance": ["0", "5", "10", "1000"],
+    "scale-down-tolerance": ["0", "10", "99"],
+    "scale-up-select-policy": ["Max", "Min", "Disabled"],
+    "scale-down-select-policy": ["Max", "Min", "Disabled"],
     "requests-metric": [
         "http_requests_total",
         'http_requests_total{code!~"5.."}',
@@ -76,6 +80,8 @@ VALID: dict[str, list[str]] = {
 INVALID: dict[str, list[str]] = {
     "enabled": ["True", "yes", "1", ""],
     "mode": ["HPA", "replica", "", "both"],
+    "scale-up-select-policy": ["max", "", "Maximum"],
+    "scale-down-select-policy": ["min", "disabled", " Max"],
     "dry-run": ["False", "no"],
     "metrics": [" cpu , memory ", "cpu,", ",cpu", "cpu,cpu", "gpu", "CPU", "", "cpu;memory"],
     "requests-metric": ['x{namespace="other"}', "rate(x[5m])", "x or vector(1)", "x{", ""],
