@@ -61,7 +61,7 @@ def main() -> None:
     wanted = set(sys.argv[1:])
     paths = [p for p in sorted(FOLDER.glob("*.csv")) if not wanted or p.stem in wanted]
     print("cost at the objective (unserved <= 0.1 %), x oracle pod-hours; sweep u* " + str(SWEEP))
-    print(f"{'trace':<28} {'hpa':>6} {'pred, perfect forecasts':>24} {'vs hpa':>7} {'seconds':>7}")
+    print(f"{'trace':<28} {'hpa':>6} {'pred, perfect forecasts':>24} {'vs hpa':>7}")
     for path in paths:
         trace = load_trace(path)
         kind = MetricKind.CPU if trace.name in CPU_TRACES else MetricKind.REQUESTS
@@ -79,10 +79,10 @@ def main() -> None:
         rel = [None if c is None else c / oracle for c in costs]
         ratio = None if costs[0] is None or costs[1] is None else costs[1] / costs[0]
         print(
-            f"{trace.name:<28} {fmt(rel[0]):>6} {fmt(rel[1]):>24} {fmt(ratio):>7} "
-            f"{time.perf_counter() - began:>7.0f}",
+            f"{trace.name:<28} {fmt(rel[0]):>6} {fmt(rel[1]):>24} {fmt(ratio):>7}",
             flush=True,
         )
+        print(f"{trace.name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ STARTUPS = (30, 120, 300)
 POLICIES = ["hpa", "predictive", "oracle"]
 
 
+def took(name: str, began: float) -> None:
+    """Wall time goes to stderr: stdout carries only figures, identical from run to run."""
+    print(f"{name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+
+
 def fmt(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -33,7 +38,7 @@ def main() -> None:
     print(
         f"{'trace':<28} {'ov hpa':>7} {'ov pred':>7} {'ov ratio':>8} {'un hpa':>7} {'un pred':>7} "
         f"{'cost ratio':>10} | {'slo hpa':>8} {'slo pred':>8} {'slo ratio':>9} "
-        f"{'lowest un hpa/pred':>18} {'seconds':>7}"
+        f"{'lowest un hpa/pred':>18}"
     )
     for path in paths:
         trace = load_trace(path)
@@ -54,10 +59,10 @@ def main() -> None:
             f"{fmt(ratios['overload_ratio']):>8} {hpa.unserved_pct:>7.4f} {pred.unserved_pct:>7.4f} "
             f"{fmt(ratios['cost_ratio']):>10} | {fmt(rel['hpa']):>8} {fmt(rel['predictive']):>8} "
             f"{fmt(ratios.get('slo_cost_ratio')):>9} "
-            f"{slo['hpa'].lowest_unserved_pct:>8.4f}/{slo['predictive'].lowest_unserved_pct:<9.4f} "
-            f"{time.perf_counter() - began:>7.0f}",
+            f"{slo['hpa'].lowest_unserved_pct:>8.4f}/{slo['predictive'].lowest_unserved_pct:<9.4f}",
             flush=True,
         )
+        took(trace.name, began)
     print("\nstart-up sweep at u*=0.7: overload_pct hpa -> predictive, pod-hours ratio")
     for path in paths:
         trace = load_trace(path)
