@@ -27,6 +27,7 @@ from autoscaler.model import (
 from autoscaler.policy import Decision, DecisionHistory, HpaPolicy, PolicyInputs, Reason
 from autoscaler.policy.decision import Recommendation, ScaleEvent
 from autoscaler.policy.hpa import HpaBehavior, RuleKind, ScalingRule
+from autoscaler.reconcile import DecisionMemory
 
 NOW = 1_000_000.0
 WIDE = Bounds(1, 100)
@@ -306,3 +307,19 @@ def test_holds_do_not_stretch_the_scale_down_window() -> None:
         PolicyInputs(target, LoadSnapshot.of(requests=Sample(5.0, at - 30)), history, at)
     )
     assert (decision.replicas, decision.reasons) == (5, (DOWN,))
+
+
+def test_the_count_found_is_the_first_recommendation() -> None:
+    """The HPA records the current count when it first sees a target, so a workload found at 10 is not
+    scaled down within the window, whatever the load says; after it, the load decides."""
+    config = TargetConfig(metrics=(REQUESTS,), bounds=WIDE, per_pod={REQUESTS: 1.0})
+    target = Target(WorkloadState(REF, spec_replicas=10, ready_replicas=10), config)
+    history = DecisionMemory().get(REF, 10, NOW)
+    policy = HpaPolicy()
+
+    def at(t: float) -> Decision:
+        load = LoadSnapshot.of(requests=Sample(5.0, t - 30))
+        return policy.decide(PolicyInputs(target, load, history, t))
+
+    assert (at(NOW + 15).replicas, at(NOW + 15).reasons) == (10, (DOWN, STABILIZED))
+    assert (at(NOW + 301).replicas, at(NOW + 301).reasons) == (5, (DOWN,))
