@@ -1,6 +1,7 @@
 """Autoscaling quality on every shared trace, as BENCHMARK.md defines it: hpa / predictive / oracle
 at the default scenario (headline 1), cost at equal service level over the utilization sweep
-(headline 2), and the default comparison again at start-up delays of 30, 120 and 300 s.
+(headline 2, with the `scheduled` peer's cost beside them), and the default comparison again at
+start-up delays of 30, 120 and 300 s.
 
 Run: .venv/bin/python bench/quality.py [TRACE_NAME ...]   (names without .csv; default: all)
 Long: each predictive run forecasts the whole trace (about 2 s per simulated day here)."""
@@ -19,7 +20,7 @@ FOLDER = Path(__file__).parents[2] / "shared" / "traces"
 CPU_TRACES = {"alibaba-2018-cluster-cpu-5m", "nab-aws-asg-cpu-5m", "nab-aws-ec2-cpu-5f5533-5m"}
 SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)
 STARTUPS = (30, 120, 300)
-POLICIES = ["hpa", "predictive", "oracle"]
+POLICIES = ["hpa", "scheduled", "predictive", "oracle"]
 
 
 def took(name: str, began: float) -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     print(
         f"{'trace':<28} {'ov hpa':>7} {'ov pred':>7} {'ov ratio':>8} {'un hpa':>7} {'un pred':>7} "
         f"{'cost ratio':>10} | {'slo hpa':>8} {'slo pred':>8} {'slo ratio':>9} "
-        f"{'lowest un hpa/pred':>18}"
+        f"{'lowest un hpa/pred':>18} | {'slo sched':>9} {'lowest un sched':>15}"
     )
     for path in paths:
         trace = load_trace(path)
@@ -59,7 +60,8 @@ def main() -> None:
             f"{fmt(ratios['overload_ratio']):>8} {hpa.unserved_pct:>7.4f} {pred.unserved_pct:>7.4f} "
             f"{fmt(ratios['cost_ratio']):>10} | {fmt(rel['hpa']):>8} {fmt(rel['predictive']):>8} "
             f"{fmt(ratios.get('slo_cost_ratio')):>9} "
-            f"{slo['hpa'].lowest_unserved_pct:>8.4f}/{slo['predictive'].lowest_unserved_pct:<9.4f}",
+            f"{slo['hpa'].lowest_unserved_pct:>8.4f}/{slo['predictive'].lowest_unserved_pct:<9.4f} | "
+            f"{fmt(rel['scheduled']):>9} {slo['scheduled'].lowest_unserved_pct:>15.4f}",
             flush=True,
         )
         took(trace.name, began)

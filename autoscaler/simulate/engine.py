@@ -16,8 +16,10 @@ from autoscaler.forecast_stage import ModelForecaster
 from autoscaler.metrics import MetricKind
 from autoscaler.model import TargetRef
 from autoscaler.policy import Decision, HpaPolicy, Policy, PredictivePolicy
+from autoscaler.policy.scheduled import ScheduledPolicy
 from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
 from autoscaler.simulate.scenario import Scenario
+from autoscaler.simulate.schedule import HourlyProfileForecaster
 from autoscaler.simulate.tape import ForecastTape
 from autoscaler.simulate.trace import Trace
 from autoscaler.simulate.world import SimCluster, SimMetrics, SimRecorder
@@ -25,7 +27,7 @@ from autoscaler.stages import WithoutForecasts
 
 __all__ = ["POLICIES", "Grid", "RunResult", "run"]
 
-POLICIES = ("hpa", "predictive", "oracle")
+POLICIES = ("hpa", "scheduled", "predictive", "oracle")
 # The predictive controller ticks as often as the HPA syncs: at 30 s its reactive floor reacted later
 # than the HPA and lost load on every ramp the forecast did not foresee (measured on a daily wave).
 PREDICTIVE_INTERVAL_S = 15
@@ -181,6 +183,16 @@ def run(
         return result
     if name == "hpa":
         return _run_controller(name, HpaPolicy(), grid, scenario, scenario.hpa_sync_s, progress)
+    if name == "scheduled":
+        return _run_controller(
+            name,
+            ScheduledPolicy(),
+            grid,
+            scenario,
+            scenario.hpa_sync_s,
+            progress,
+            ForecastTape(HourlyProfileForecaster()),
+        )
     if name == "predictive":
         return _run_controller(
             name,

@@ -19,7 +19,12 @@ from autoscaler.simulate.study import Study
 
 __all__ = ["write_plot"]
 
-COLORS = {"hpa": "tab:orange", "oracle": "tab:green", "predictive": "tab:blue"}
+COLORS = {
+    "hpa": "tab:orange",
+    "oracle": "tab:green",
+    "predictive": "tab:blue",
+    "scheduled": "tab:purple",
+}
 MAX_POINTS = 6000
 
 

@@ -91,11 +91,11 @@ def test_json_report_scores_forecasts_at_the_controllers_bucket(json_report: dic
     assert forecast["models"]["arima"]["mase"] < 1.0
 
 
-def test_json_report_simulates_hpa_predictive_and_oracle(json_report: dict[str, Any]) -> None:
+def test_json_report_simulates_every_policy(json_report: dict[str, Any]) -> None:
     simulation = json_report["simulation"]
     assert simulation["scenario"]["kind"] == "requests"
     policies = simulation["policies"]
-    assert set(policies) == {"hpa", "predictive", "oracle"}
+    assert set(policies) == {"hpa", "scheduled", "predictive", "oracle"}
     assert policies["oracle"]["cost_vs_oracle"] == pytest.approx(1.0)
     for name in ("hpa", "predictive"):
         assert policies[name]["pod_hours"] >= policies["oracle"]["pod_hours"], name

@@ -38,7 +38,7 @@ def test_table_shows_both_policies_and_scenario(
     assert main(["simulate", "--trace", str(short_trace)]) == 0
     out = capsys.readouterr().out
     assert "target_utilization=0.7 startup_delay=120s replicas=1..200" in out
-    for policy in ("hpa", "predictive", "oracle"):  # BENCHMARK.md's three, by default
+    for policy in ("hpa", "scheduled", "predictive", "oracle"):  # every policy, by default
         assert out.count(f"\n{policy} ") == 1
     assert "oracle: overload_ratio=0.000" in out
     assert "predictive: overload_ratio=" in out
