@@ -122,14 +122,10 @@ def propose_for_metric(
         utilization = math.floor(100.0 * load / (pods * request) + 1e-9)
         return utilization / (100.0 * per_pod_target / request)
 
-    if not damps_unready:
-        pods = ready + unready
-        ratio = ratio_over(pods)
-        if config.within_tolerance(ratio):
-            return MetricProposal(current, within_tolerance=True, unready_damped=False)
-        return MetricProposal(math.ceil(ratio * pods), within_tolerance=False, unready_damped=False)
-    ratio = ratio_over(ready)
-    if unready > 0 and ratio > 1.0:
+    # Under the CPU rule only ready pods are measured; otherwise every pod counts as it reports.
+    pods = ready if damps_unready else ready + unready
+    ratio = ratio_over(pods)
+    if damps_unready and unready > 0 and ratio > 1.0:
         # Not-ready pods count as idle: a pod that is still starting must not trigger a second
         # scale-up for load it will soon take.
         total = ready + unready
@@ -141,7 +137,7 @@ def propose_for_metric(
         )
     if config.within_tolerance(ratio):
         return MetricProposal(current, within_tolerance=True, unready_damped=False)
-    return MetricProposal(math.ceil(ratio * ready), within_tolerance=False, unready_damped=False)
+    return MetricProposal(math.ceil(ratio * pods), within_tolerance=False, unready_damped=False)
 
 
 def _allowance(rule: ScalingRule, start: int, up: bool) -> int:
@@ -331,13 +327,13 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
 
 def settle(
     reactive: ReactiveProposal,
-    current: int,
     config: TargetConfig,
     behavior: HpaBehavior,
     inputs: PolicyInputs,
 ) -> tuple[int, tuple[Reason, ...]]:
     """The count the HPA sets for a proposal: a direct one as it is, a hold at the current count,
     any other through stabilization, rate limits and bounds (`normalize`)."""
+    current = inputs.target.state.spec_replicas
     if reactive.direct:
         return reactive.replicas, ()
     if reactive.holding:
@@ -359,7 +355,7 @@ class HpaPolicy:
     def decide(self, inputs: PolicyInputs) -> Decision:
         current = inputs.target.state.spec_replicas
         reactive = reactive_proposal(inputs, self.behavior)
-        final, guards = settle(reactive, current, inputs.target.config, self.behavior, inputs)
+        final, guards = settle(reactive, inputs.target.config, self.behavior, inputs)
         return Decision(
             ref=inputs.target.state.ref,
             at=inputs.now,

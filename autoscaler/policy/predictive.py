@@ -181,7 +181,7 @@ class PredictivePolicy:
             # only keeps pods for load that is gone (NASA July: 1.186 × oracle at the service-level
             # objective instead of 1.202, and 2 % fewer pod-hours than the HPA at u* = 0.7).
             stabilizing = dataclasses.replace(config, scale_down_stabilization_s=lead)
-        final, guards = settle(reactive, current, stabilizing, self.behavior, inputs)
+        final, guards = settle(reactive, stabilizing, self.behavior, inputs)
         first = reactive.reason
         mode = Mode.HOLD if reactive.holding else Mode.REACTIVE
         if best is not None:
