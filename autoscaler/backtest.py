@@ -41,16 +41,20 @@ def to_text(trace: Trace, report: BacktestReport) -> str:
         f"{report.warmup.total_seconds() / 86_400:g} days",
         "",
     ]
-    header = ["model", "mase", "smape", "coverage", "mase@h", "coverage@h", "origins", "failed",
-              "refits", "seconds"]  # fmt: skip
+    header = ["model", "mase", "mase-nc", "smape", "coverage", "cal-cov", "mase@h", "mase-nc@h",
+              "coverage@h", "cal-cov@h", "origins", "failed", "refits", "seconds"]  # fmt: skip
     rows = [
         [
             r.model.value,
             f"{r.mase:.3f}",
+            f"{r.mase_no_change:.3f}",
             f"{r.smape:.3f}",
             f"{r.coverage:.3f}",
+            f"{r.coverage_calibrated:.3f}",
             f"{r.mase_at_horizon:.3f}",
+            f"{r.mase_no_change_at_horizon:.3f}",
             f"{r.coverage_at_horizon:.3f}",
+            f"{r.coverage_calibrated_at_horizon:.3f}",
             str(r.origins),
             str(r.failed_origins),
             str(r.refits),
@@ -68,7 +72,10 @@ def to_text(trace: Trace, report: BacktestReport) -> str:
         )
     lines += [
         "",
-        "mase < 1 beats 'same time yesterday'; coverage is the share of actuals inside the interval "
+        "mase < 1 beats 'same time yesterday'; mase-nc < 1 beats 'no change' (the last value carried "
+        "forward) on the same points;",
+        "coverage is the share of actuals inside the interval; cal-cov after calibrating it on the "
+        f"last {report.calibration.window} earlier residuals of each step",
         "(all steps 1..h; @h: the horizon step alone)",
     ]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,10 @@ Prometheus code. Typical use::
     report = run_backtest(trace, ["arima", "naive"], horizon_steps=3, level=0.8)
     print(report.to_dict())                        # {"horizon_s": 900.0, "models": {...}}
 
+    calibrator = IntervalCalibrator(level=0.8)     # interval calibration out of sample
+    calibrator.observe(1, mean, lower, upper, y)   # a 1-step forecast's outcome, once known
+    forecast = calibrator.calibrate(forecast)      # rescaled bounds, same mean
+
 Every failure is a :class:`ForecastError` subclass whose ``retryable`` flag tells the caller whether
 to fall back and retry next tick; no function returns a made-up value instead.
 """
@@ -22,10 +26,12 @@ from forecasting.backtest import (
     BacktestReport,
     ModelResult,
     OriginForecast,
+    StepScores,
     backtest_forecasts,
     run_backtest,
 )
 from forecasting.base import FitReport, Forecast, Forecaster, ModelName, RefitReason, UpdateReport
+from forecasting.calibration import CalibrationConfig, IntervalCalibrator, Widening
 from forecasting.errors import (
     FitFailedError,
     ForecastError,
@@ -49,6 +55,7 @@ __all__ = [
     "ArimaConfig",
     "BacktestOptions",
     "BacktestReport",
+    "CalibrationConfig",
     "FitFailedError",
     "FitReport",
     "Forecast",
@@ -56,6 +63,7 @@ __all__ = [
     "Forecaster",
     "GapTooLongError",
     "InsufficientHistoryError",
+    "IntervalCalibrator",
     "InvalidSeriesError",
     "LongGapPolicy",
     "ModelName",
@@ -67,7 +75,9 @@ __all__ = [
     "RefitReason",
     "RegularSeries",
     "Scale",
+    "StepScores",
     "UpdateReport",
+    "Widening",
     "backtest_forecasts",
     "make_forecaster",
     "parse_model_names",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["coverage", "mase", "seasonal_naive_mae", "smape"]
+__all__ = ["coverage", "mase", "relative_mae", "seasonal_naive_mae", "smape"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -31,6 +31,25 @@ def mase(actual: FloatArray, forecast: FloatArray, scale: FloatArray | float) ->
     if actual.size == 0 or (scales <= 0).any():
         return float("nan")
     return float(np.mean(np.abs(actual - forecast) / scales))
+
+
+def relative_mae(actual: FloatArray, forecast: FloatArray, benchmark: FloatArray) -> float:
+    """MAE of ``forecast`` divided by the MAE of ``benchmark`` on the same points.
+
+    Below 1: the forecast erred less than the benchmark there. A ratio of sums, not a mean of ratios,
+    so a point where the benchmark happened to be exact weighs as little as it should instead of
+    dividing by zero. ``nan`` when both are exact everywhere (or nothing is scored), ``inf`` when
+    only the benchmark is. "Exact" allows rounding (a total error below ``1e-9`` of the total
+    actual): a forecast that went through ``exp(log(y))`` is not infinitely worse than ``y`` itself.
+    """
+    if actual.size == 0:
+        return float("nan")
+    error = float(np.sum(np.abs(actual - forecast)))
+    rival = float(np.sum(np.abs(actual - benchmark)))
+    rounding = 1e-9 * float(np.sum(np.abs(actual)))
+    if rival > rounding:
+        return error / rival
+    return float("nan") if error <= rounding else float("inf")
 
 
 def smape(actual: FloatArray, forecast: FloatArray) -> float:

@@ -16,8 +16,12 @@ from autoscaler.forecast_stage import ModelForecaster
 from autoscaler.metrics import MetricKind
 from autoscaler.model import TargetRef
 from autoscaler.policy import Decision, HpaPolicy, Policy, PredictivePolicy
+from autoscaler.policy.crane import CranePolicy
+from autoscaler.policy.phpa import PhpaPolicy
 from autoscaler.policy.scheduled import ScheduledPolicy
 from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
+from autoscaler.simulate.crane import DspForecaster
+from autoscaler.simulate.phpa import ReplicaModels
 from autoscaler.simulate.scenario import Scenario
 from autoscaler.simulate.schedule import HourlyProfileForecaster
 from autoscaler.simulate.tape import ForecastTape
@@ -27,7 +31,7 @@ from autoscaler.stages import WithoutForecasts
 
 __all__ = ["POLICIES", "Grid", "RunResult", "run"]
 
-POLICIES = ("hpa", "scheduled", "predictive", "oracle")
+POLICIES = ("hpa", "crane", "phpa", "scheduled", "predictive", "oracle")
 # The predictive controller ticks as often as the HPA syncs: at 30 s its reactive floor reacted later
 # than the HPA and lost load on every ramp the forecast did not foresee (measured on a daily wave).
 PREDICTIVE_INTERVAL_S = 15
@@ -183,6 +187,26 @@ def run(
         return result
     if name == "hpa":
         return _run_controller(name, HpaPolicy(), grid, scenario, scenario.hpa_sync_s, progress)
+    if name == "crane":
+        return _run_controller(
+            name,
+            CranePolicy(),
+            grid,
+            scenario,
+            scenario.hpa_sync_s,
+            progress,
+            ForecastTape(DspForecaster()),
+        )
+    if name == "phpa":
+        return _run_controller(
+            name,
+            PhpaPolicy(),
+            grid,
+            scenario,
+            scenario.hpa_sync_s,
+            progress,
+            ForecastTape(ReplicaModels(sync_s=scenario.hpa_sync_s)),
+        )
     if name == "scheduled":
         return _run_controller(
             name,

@@ -20,8 +20,10 @@ from autoscaler.simulate.study import Study
 __all__ = ["write_plot"]
 
 COLORS = {
+    "crane": "tab:brown",
     "hpa": "tab:orange",
     "oracle": "tab:green",
+    "phpa": "tab:pink",
     "predictive": "tab:blue",
     "scheduled": "tab:purple",
 }

@@ -1,5 +1,6 @@
 """`predictive-autoscaler backtest`: the JSON object of the issue (`horizon_s`, per-model `mase`,
-`smape`, `coverage`), the table and the plot; bad flags exit 2 with one line naming the flag."""
+`smape`, `coverage`, and MASE against no change and calibrated coverage, overall, at the horizon and
+per step), the table and the plot; bad flags exit 2 with one line naming the flag."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def test_json_shape_and_scores(daily_trace: Path, capsys: pytest.CaptureFixture[
     # On an exactly repeating day with jitter, "same time yesterday" is the yardstick itself.
     assert sn["mase"] == pytest.approx(1.0, abs=0.05)
     assert 0.0 <= sn["coverage"] <= 1.0
+    for model, scores in doc["models"].items():
+        assert {"mase_no_change", "mase_no_change_at_horizon", "coverage_calibrated",
+                "coverage_calibrated_at_horizon", "by_step"} <= set(scores), model  # fmt: skip
+        assert [s["step"] for s in scores["by_step"]] == [1, 2, 3], model
+        assert 0.0 <= scores["coverage_calibrated"] <= 1.0, model
+    # "Naive" is the last value carried forward: no change itself.
+    assert doc["models"]["naive"]["mase_no_change"] == pytest.approx(1.0)
+    assert doc["calibration"]["window"] > 0
 
 
 def test_table_and_plot(daily_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,7 +54,12 @@ def test_table_and_plot(daily_trace: Path, tmp_path: Path, capsys: pytest.Captur
     assert code == 0
     out = capsys.readouterr().out
     assert "horizon 1800 s (6 steps), 80% interval" in out
+    header = out.splitlines()[3].split()
+    assert header[:6] == ["model", "mase", "mase-nc", "smape", "coverage", "cal-cov"]
+    assert header[6:10] == ["mase@h", "mase-nc@h", "coverage@h", "cal-cov@h"]
     assert out.count("\nnaive ") == 1
+    row = next(line for line in out.splitlines() if line.startswith("naive "))
+    assert row.split()[2] == "1.000"  # naive against no change
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -20,6 +20,7 @@ from autoscaler.history_backtest import load_history
 from autoscaler.metrics import MetricKind
 from autoscaler.model import TargetRef
 from autoscaler.selectors import parse_selector
+from autoscaler.simulate import POLICIES
 from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
 from tests.promserver import PromEnv
 
@@ -95,7 +96,7 @@ def test_json_report_simulates_every_policy(json_report: dict[str, Any]) -> None
     simulation = json_report["simulation"]
     assert simulation["scenario"]["kind"] == "requests"
     policies = simulation["policies"]
-    assert set(policies) == {"hpa", "scheduled", "predictive", "oracle"}
+    assert set(policies) == set(POLICIES)
     assert policies["oracle"]["cost_vs_oracle"] == pytest.approx(1.0)
     for name in ("hpa", "predictive"):
         assert policies[name]["pod_hours"] >= policies["oracle"]["pod_hours"], name

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import main
+from autoscaler.simulate import POLICIES
 from tests.conftest import write_trace
 
 SCORES = {"overload_pct", "unserved_pct", "hot_pct", "pod_hours", "cost_vs_oracle",
@@ -38,7 +39,8 @@ def test_table_shows_both_policies_and_scenario(
     assert main(["simulate", "--trace", str(short_trace)]) == 0
     out = capsys.readouterr().out
     assert "target_utilization=0.7 startup_delay=120s replicas=1..200" in out
-    for policy in ("hpa", "scheduled", "predictive", "oracle"):  # every policy, by default
+    assert {"hpa", "phpa", "scheduled", "predictive", "oracle"} <= set(POLICIES)
+    for policy in POLICIES:  # every policy, by default
         assert out.count(f"\n{policy} ") == 1
     assert "oracle: overload_ratio=0.000" in out
     assert "predictive: overload_ratio=" in out

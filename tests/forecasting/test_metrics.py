@@ -1,8 +1,10 @@
 """Accuracy scores (forecasting.metrics), checked against values computed by hand.
 
 Covers: MASE with one scale and with per-origin scales, and undefined (nan) for a zero scale; the
-seasonal-naive MAE denominator and its too-short error; sMAPE including the 0/0 convention and its
-200 % ceiling; interval coverage with bounds counted as inside.
+seasonal-naive MAE denominator and its too-short error; the relative MAE behind MASE against no
+change (a ratio of sums; when no change is perfect, a lagging forecast is infinitely worse and a
+perfect one undefined, with rounding not counted as an error); sMAPE including the 0/0 convention
+and its 200 % ceiling; interval coverage with bounds counted as inside.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from forecasting.metrics import coverage, mase, seasonal_naive_mae, smape
+from forecasting.metrics import coverage, mase, relative_mae, seasonal_naive_mae, smape
 
 
 def _a(*values: float) -> np.ndarray:
@@ -42,6 +44,23 @@ def test_seasonal_naive_mae() -> None:
     assert seasonal_naive_mae(history, 2) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="more than"):
         seasonal_naive_mae(_a(1, 2), 2)
+
+
+def test_relative_mae_is_a_ratio_of_sums() -> None:
+    actual = _a(10, 20, 30)
+    # Errors 1, 1, 1 against no change's 0, 10, 10: 3 / 20, although one point of no change is exact.
+    assert relative_mae(actual, _a(11, 21, 29), _a(10, 10, 20)) == pytest.approx(0.15)
+    assert relative_mae(actual, _a(10, 10, 20), _a(10, 10, 20)) == pytest.approx(1.0)
+
+
+def test_relative_mae_where_no_change_is_perfect() -> None:
+    flat = _a(5, 5, 5, 5)
+    lagging = _a(5, 4, 5, 5)
+    assert relative_mae(flat, lagging, flat) == math.inf
+    assert math.isnan(relative_mae(flat, flat, flat))
+    rounded = flat * (1 + 1e-13)  # "no change" after a round trip through a log scale
+    assert math.isnan(relative_mae(flat, rounded, flat))
+    assert math.isnan(relative_mae(_a(), _a(), _a()))
 
 
 @pytest.mark.parametrize(
