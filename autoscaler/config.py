@@ -7,6 +7,11 @@ names. The first invalid key stops parsing with an `AnnotationError` naming the 
 the caller leaves the Deployment exactly as it is: a typo must never be read as "use the default",
 which could scale a service the user meant to protect. Unknown keys under the prefix are errors for
 the same reason (`min-replica` is not `min-replicas`).
+
+A workload declares a metric of its own with `metric.<name>`, whose value is
+`<gauge|counter> <per-pod|total> <target per pod> <series selector>`, and lists `<name>` in `metrics`
+like a built-in kind: `gauge per-pod 3 agent_inflight_requests` scales on in-flight requests, three
+per pod; `gauge total 20 queue_depth{queue="tasks"}` on a queue's depth, twenty tasks per pod.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
-from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.metrics import METRICS, MetricKind, MetricSpec, Scope, Signal, custom_metric
 from autoscaler.model import Bounds, ScaleMode, SelectPolicy, TargetConfig
 from autoscaler.patches import STATUS_KEY
 from autoscaler.selectors import SelectorError, SeriesSelector, parse_selector
@@ -88,6 +93,11 @@ ANNOTATION_DEFAULTS: dict[str, str] = {
 # conversion or arithmetic overflows.
 _DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 _WHOLE = re.compile(r"[0-9]{1,12}")
+# A declared metric's name: short, lower case, and so also a valid annotation key and label value.
+_CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+CUSTOM_PREFIX = "metric."
+# More than this many declarations on one workload is not a configuration anybody means.
+MAX_CUSTOM_METRICS = 8
 # Beyond these a value is a typo, not an intent (a Deployment of a million pods, a day-long start-up).
 MAX_REPLICAS_LIMIT = 10_000
 MAX_SECONDS = 3_600.0
@@ -106,7 +116,11 @@ class _Reader:
 
     def unknown(self) -> list[str]:
         known = set(ANNOTATION_DEFAULTS) | {STATUS_KEY[len(PREFIX) :]}
-        return sorted(k for k in self._values if k not in known)
+        return sorted(k for k in self._values if k not in known and not k.startswith(CUSTOM_PREFIX))
+
+    def declared(self) -> list[str]:
+        """The keys declaring metrics of the workload's own, in a fixed order."""
+        return sorted(k for k in self._values if k.startswith(CUSTOM_PREFIX))
 
     def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
         text = self._values.get(name)
@@ -166,19 +180,52 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 _KIND_NAMES = ", ".join(kind.value for kind in METRICS)
 
 
-def _metrics(text: str) -> tuple[MetricKind, ...]:
-    names = text.split(",")
-    if any(not name for name in names):
-        raise ValueError(f"must be a comma-separated list of {_KIND_NAMES}")
-    kinds: list[MetricKind] = []
-    for name in names:
-        kind = next((k for k in METRICS if k.value == name), None)
-        if kind is None:
-            raise ValueError(f"unknown metric {name!r}; one of: {_KIND_NAMES}")
-        if kind in kinds:
-            raise ValueError(f"metric {name!r} is listed twice")
-        kinds.append(kind)
-    return tuple(kinds)
+def _metrics(declared: Mapping[MetricKind, MetricSpec]) -> Callable[[str], tuple[MetricKind, ...]]:
+    def parse(text: str) -> tuple[MetricKind, ...]:
+        names = text.split(",")
+        if any(not name for name in names):
+            raise ValueError(f"must be a comma-separated list of {_KIND_NAMES} or declared metrics")
+        kinds: list[MetricKind] = []
+        for name in names:
+            kind = next((k for k in (*METRICS, *declared) if k.value == name), None)
+            if kind is None:
+                raise ValueError(
+                    f"unknown metric {name!r}; one of: {_KIND_NAMES}, or one declared with"
+                    f" {PREFIX}{CUSTOM_PREFIX}{name}"
+                )
+            if kind in kinds:
+                raise ValueError(f"metric {name!r} is listed twice")
+            kinds.append(kind)
+        return tuple(kinds)
+
+    return parse
+
+
+def _declaration(key: str) -> Callable[[str], tuple[MetricSpec, float]]:
+    """`<gauge|counter> <per-pod|total> <target per pod> <selector>` → the spec and the target."""
+    name = key[len(CUSTOM_PREFIX) :]
+
+    def parse(text: str) -> tuple[MetricSpec, float]:
+        if not _CUSTOM_NAME.fullmatch(name):
+            raise ValueError(
+                "the metric's name (after metric.) must be 1-31 lower-case letters, digits, - or _,"
+                " starting with a letter"
+            )
+        if MetricKind(name) in METRICS:
+            raise ValueError(f"{name!r} is a built-in metric and cannot be declared")
+        parts = text.split(maxsplit=3)
+        if len(parts) != 4:
+            raise ValueError(
+                "must be '<gauge|counter> <per-pod|total> <target per pod> <series selector>',"
+                " e.g. 'gauge per-pod 3 agent_inflight_requests'"
+            )
+        signal = _one_of(Signal, "signal")(parts[0])
+        scope = _one_of(Scope, "scope")(parts[1])
+        target = _decimal(MIN_PER_POD, MAX_PER_POD)(parts[2])
+        series = _selector(parts[3])
+        return custom_metric(name, signal, scope, series, PREFIX + key), target
+
+    return parse
 
 
 def _selector(text: str) -> SeriesSelector:
@@ -202,7 +249,28 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
         raise AnnotationError(PREFIX + key, read.raw(key) or "", "unknown annotation")
     mode = read.get("mode", _one_of(ScaleMode, "mode"), ScaleMode(ANNOTATION_DEFAULTS["mode"]))
     dry_run = read.get("dry-run", _boolean, False)
-    metrics = read.get("metrics", _metrics, _metrics(ANNOTATION_DEFAULTS["metrics"]))
+    declared = read.declared()
+    if len(declared) > MAX_CUSTOM_METRICS:
+        key = declared[MAX_CUSTOM_METRICS]
+        raise AnnotationError(
+            PREFIX + key, read.raw(key) or "", f"at most {MAX_CUSTOM_METRICS} metrics may be declared"
+        )
+    custom: dict[MetricKind, MetricSpec] = {}
+    custom_targets: dict[MetricKind, float] = {}
+    for key in declared:
+        parsed = read.get(key, _declaration(key), None)
+        if parsed is not None:
+            spec, amount = parsed
+            custom[spec.kind] = spec
+            custom_targets[spec.kind] = amount
+    listed = _metrics(custom)
+    metrics = read.get("metrics", listed, listed(ANNOTATION_DEFAULTS["metrics"]))
+    for kind in custom:
+        if kind not in metrics:
+            key = CUSTOM_PREFIX + kind.value
+            raise AnnotationError(
+                PREFIX + key, read.raw(key) or "", f"is declared but not listed in {PREFIX}metrics"
+            )
     utilization = read.get("target-utilization", _decimal(1, 100, " %"), 70.0)
     per_pod = {
         kind: read.get(spec.per_pod_annotation, _decimal(MIN_PER_POD, MAX_PER_POD), None)
@@ -234,7 +302,7 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
             f"is above max-replicas {maximum}",
         )
     for kind in metrics:
-        needed = METRICS[kind].per_pod_annotation
+        needed = METRICS[kind].per_pod_annotation if kind in METRICS else None
         if needed is not None and per_pod.get(kind) is None:
             raise AnnotationError(
                 PREFIX + "metrics",
@@ -245,7 +313,10 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
         metrics=metrics,
         bounds=Bounds(minimum, maximum),
         target_utilization=utilization / 100.0,
-        per_pod={kind: amount for kind, amount in per_pod.items() if amount is not None},
+        per_pod={
+            **{kind: amount for kind, amount in per_pod.items() if amount is not None},
+            **custom_targets,
+        },
         scale_down_stabilization_s=stabilization,
         scale_up_tolerance=up_tolerance / 100.0,
         scale_down_tolerance=down_tolerance / 100.0,
@@ -254,5 +325,6 @@ def parse_annotations(annotations: Mapping[str, str]) -> Settings | None:
         startup_s=startup,
         confidence=confidence / 100.0,
         selectors={kind: chosen for kind, chosen in selectors.items() if chosen is not None},
+        custom=custom,
     )
     return Settings(mode=mode, dry_run=dry_run, config=config)

@@ -26,6 +26,7 @@ from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from autoscaler.model import TargetRef, WorkloadKind
 from autoscaler.patches import Patch, Patched
 
 __all__ = [
@@ -102,6 +103,7 @@ class Kind(Enum):
     """The resources the controller reads."""
 
     DEPLOYMENT = "deployments"
+    STATEFULSET = "statefulsets"
     HPA = "horizontalpodautoscalers"
     POD = "pods"
 
@@ -213,6 +215,12 @@ class Kube:
                 if namespace is None
                 else self._apps.list_namespaced_deployment
             )
+        if kind is Kind.STATEFULSET:
+            return (
+                self._apps.list_stateful_set_for_all_namespaces
+                if namespace is None
+                else self._apps.list_namespaced_stateful_set
+            )
         if kind is Kind.HPA:
             return (
                 self._autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces
@@ -225,9 +233,14 @@ class Kube:
             else self._core.list_namespaced_pod
         )
 
-    def read_deployment(self, namespace: str, name: str) -> JsonObject | None:
-        """The Deployment as the server has it now, or None when it is gone."""
-        return self._read(self._apps.read_namespaced_deployment, "deployment", namespace, name)
+    def read_workload(self, ref: TargetRef) -> JsonObject | None:
+        """The workload as the server has it now, or None when it is gone."""
+        read: Any
+        if ref.kind is WorkloadKind.STATEFULSET:
+            read = self._apps.read_namespaced_stateful_set
+        else:
+            read = self._apps.read_namespaced_deployment
+        return self._read(read, ref.kind.value.lower(), ref.namespace, ref.name)
 
     def _read(self, read: Any, what: str, namespace: str, name: str) -> JsonObject | None:
         """One named object through the client's `read_namespaced_…`, or None when it is gone."""
@@ -296,13 +309,14 @@ class Kube:
     # -- writing -------------------------------------------------------------------------------
     def patch(self, patch: Patch) -> None:
         """Send a JSON merge patch built by `autoscaler.patches`."""
-        send: Any
-        if patch.what is Patched.SCALE:
-            send = self._apps.patch_namespaced_deployment_scale
-        elif patch.what is Patched.HPA:
-            send = self._autoscaling.patch_namespaced_horizontal_pod_autoscaler
-        else:
-            send = self._apps.patch_namespaced_deployment
+        senders: dict[Patched, Any] = {
+            Patched.SCALE: self._apps.patch_namespaced_deployment_scale,
+            Patched.DEPLOYMENT: self._apps.patch_namespaced_deployment,
+            Patched.STATEFULSET_SCALE: self._apps.patch_namespaced_stateful_set_scale,
+            Patched.STATEFULSET: self._apps.patch_namespaced_stateful_set,
+            Patched.HPA: self._autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+        }
+        send = senders[patch.what]
         try:
             send(
                 patch.name,

@@ -6,6 +6,10 @@ Everything kind-specific elsewhere reads this table: the annotation parser (name
 reader (which pod resource request a utilization target refers to), the policy (per-pod targets),
 the query builder (the series, rated or not) and the Prometheus source (the window a sample
 averages over). Adding a kind is one entry here, with its series.
+
+A workload may also declare metrics of its own (`predictive-autoscaler.io/metric.<name>`): each is a
+`MetricSpec` made by `custom_metric`, carried in that workload's config, and from there read by the
+same code as the built-in kinds.
 """
 
 from __future__ import annotations
@@ -13,18 +17,72 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
 
-__all__ = ["METRICS", "MetricKind", "MetricSpec", "Signal"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "METRICS",
+    "MetricKind",
+    "MetricSpec",
+    "Scope",
+    "Signal",
+    "custom_metric",
+]
 
 
-class MetricKind(Enum):
-    """What load is measured in (the table below gives each its unit)."""
+class MetricKind:
+    """What load is measured in: a built-in kind (`MetricKind.CPU`, `.MEMORY`, `.REQUESTS`; the table
+    below gives each its unit) or a metric a workload declares under a name of its own.
 
-    CPU = "cpu"
-    MEMORY = "memory"
-    REQUESTS = "requests"
+    One instance per name, so kinds compare (and are matched with `is`) like the members of an enum,
+    whichever code made them; the names a cluster can bring are bounded by its annotations."""
+
+    __slots__ = ("value",)
+    value: str
+    _interned: ClassVar[dict[str, MetricKind]] = {}
+    CPU: ClassVar[MetricKind]
+    MEMORY: ClassVar[MetricKind]
+    REQUESTS: ClassVar[MetricKind]
+
+    def __new__(cls, value: str) -> MetricKind:
+        existing = cls._interned.get(value)
+        if existing is None:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"a metric kind needs a name, got {value!r}")
+            existing = object.__new__(cls)
+            object.__setattr__(existing, "value", value)
+            cls._interned[value] = existing
+        return existing
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("MetricKind is immutable")
+
+    def __reduce__(self) -> tuple[type[MetricKind], tuple[str]]:
+        return (MetricKind, (self.value,))
+
+    def __repr__(self) -> str:
+        return f"MetricKind({self.value!r})"
+
+    @property
+    def builtin(self) -> bool:
+        return self in METRICS
+
+
+MetricKind.CPU = MetricKind("cpu")
+MetricKind.MEMORY = MetricKind("memory")
+MetricKind.REQUESTS = MetricKind("requests")
+
+
+class Scope(Enum):
+    """Which series a load sums."""
+
+    # The workload's own pods' series, joined to it through pod ownership (the HPA's Pods metric).
+    PODS = "per-pod"
+    # Every matching series in the workload's namespace, wherever it comes from: a total such as a
+    # queue's depth, which replicas divide (the HPA's External metric with an AverageValue target).
+    NAMESPACE = "total"
 
 
 class Signal(Enum):
@@ -55,6 +113,7 @@ class MetricSpec:
     # scale-down, for CPU only: a starting pod burns CPU that is not load. For every other kind a
     # running pod counts with what it reports, ready or not.
     damps_unready: bool = False
+    scope: Scope = Scope.PODS
 
     @property
     def averages_over_rate_window(self) -> bool:
@@ -97,3 +156,24 @@ METRICS: Mapping[MetricKind, MetricSpec] = {
         ),
     )
 }
+
+BUILTIN_KINDS: tuple[MetricKind, ...] = tuple(METRICS)
+
+
+def custom_metric(
+    name: str, signal: Signal, scope: Scope, series: SeriesSelector, annotation: str
+) -> MetricSpec:
+    """The spec of a metric a workload declares: its per-pod target is an amount of its own unit,
+    set in the same annotation (`annotation`, which also names it in Events)."""
+    kind = MetricKind(name)
+    if kind in METRICS:
+        raise ValueError(f"{name!r} is a built-in metric")
+    return MetricSpec(
+        kind,
+        unit=name,
+        signal=signal,
+        request_resource=None,
+        series=series,
+        selector_annotation=annotation,
+        scope=scope,
+    )

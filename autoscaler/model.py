@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, Self, TypeVar
 
-from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.metrics import METRICS, MetricKind, MetricSpec
 from autoscaler.selectors import SeriesSelector
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Target",
     "TargetConfig",
     "TargetRef",
+    "WorkloadKind",
     "WorkloadState",
 ]
 
@@ -37,13 +38,33 @@ __all__ = [
 V = TypeVar("V")
 
 
+class WorkloadKind(Enum):
+    """The kinds of workload the controller scales, as the API names them (`kind`, and the
+    `scaleTargetRef.kind` of an HPA)."""
+
+    DEPLOYMENT = "Deployment"
+    STATEFULSET = "StatefulSet"
+
+
 @dataclass(frozen=True, slots=True)
 class TargetRef:
+    """One workload: a Deployment and a StatefulSet of the same name in one namespace are two."""
+
     namespace: str
     name: str
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT
+
+    @property
+    def workload(self) -> str:
+        """The workload within its namespace: a Deployment by its bare name, as every log line and
+        metric label named it before other kinds were scaled, any other kind as kubectl writes it
+        (`statefulset/db`); names cannot hold a slash, so the two never collide."""
+        if self.kind is WorkloadKind.DEPLOYMENT:
+            return self.name
+        return f"{self.kind.value.lower()}/{self.name}"
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.workload}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +82,7 @@ class Bounds:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadState:
-    """What the cluster says about one Deployment at the start of a tick; utilization targets are
+    """What the cluster says about one workload at the start of a tick; utilization targets are
     percentages of `pod_requests`, as in the HPA."""
 
     ref: TargetRef
@@ -115,6 +136,13 @@ class ByKind(Generic[V]):
 
     def get(self, kind: MetricKind) -> V | None:
         return self._values.get(kind)
+
+    def kinds(self) -> tuple[MetricKind, ...]:
+        """The kinds that have a value, in the order they were given."""
+        return tuple(self._values)
+
+    def items(self) -> tuple[tuple[MetricKind, V], ...]:
+        return tuple(self._values.items())
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -247,15 +275,20 @@ class TargetConfig:
     # The series this workload names for the kinds that have none of their own (the request
     # counter); a kind left out uses the metrics source's default.
     selectors: Mapping[MetricKind, SeriesSelector] = field(default_factory=dict)
+    # The metrics this workload declares itself, by kind (each also listed in `metrics`).
+    custom: Mapping[MetricKind, MetricSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.metrics:
             raise ValueError("at least one metric is required")
+        for kind in self.metrics:
+            if kind not in METRICS and kind not in self.custom:
+                raise ValueError(f"metric {kind.value!r} is neither built in nor declared")
         if not 0.0 < self.target_utilization <= 1.0:
             raise ValueError(f"target utilization must be in (0, 1], got {self.target_utilization}")
         for kind in self.metrics:
             amount = self.per_pod.get(kind)
-            if METRICS[kind].request_resource is None and not (amount is not None and amount > 0):
+            if self.spec(kind).request_resource is None and not (amount is not None and amount > 0):
                 raise ValueError(f"the {kind.value} metric needs a positive per-pod target")
         if self.scale_down_stabilization_s < 0:
             raise ValueError("scale-down stabilization must be non-negative")
@@ -266,6 +299,11 @@ class TargetConfig:
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
 
+    def spec(self, kind: MetricKind) -> MetricSpec:
+        """What `kind` is for this workload: the built-in table's entry, or its own declaration."""
+        builtin = METRICS.get(kind)
+        return builtin if builtin is not None else self.custom[kind]
+
     def within_tolerance(self, ratio: float) -> bool:
         """Whether a usage ratio is close enough to 1 to leave the count alone (inclusive)."""
         return 1.0 - self.scale_down_tolerance <= ratio <= 1.0 + self.scale_up_tolerance
@@ -273,7 +311,7 @@ class TargetConfig:
     def per_pod_target(self, kind: MetricKind, state: WorkloadState) -> float | None:
         """Load one pod should carry for `kind`, or None when the workload lacks the request it
         would be a percentage of."""
-        if METRICS[kind].request_resource is None:
+        if self.spec(kind).request_resource is None:
             return self.per_pod.get(kind)
         request = state.pod_requests.get(kind)
         if request is None or request <= 0:
@@ -282,7 +320,7 @@ class TargetConfig:
 
 
 class ScaleMode(Enum):
-    """What the controller moves: the Deployment's replicas, or the floor of the HPA that scales it.
+    """What the controller moves: the workload's replicas, or the floor of the HPA that scales it.
     Each has its strategy in `autoscaler.modes`."""
 
     REPLICAS = "replicas"
@@ -291,7 +329,7 @@ class ScaleMode(Enum):
 
 @dataclass(frozen=True, slots=True)
 class HpaInfo:
-    """The HPA that scales a Deployment, with the floor its owner set (before we raised it)."""
+    """The HPA that scales a workload, with the floor its owner set (before we raised it)."""
 
     namespace: str
     name: str
@@ -312,7 +350,7 @@ class Scaling:
     dry_run: bool = False
     hpa: HpaInfo | None = None
     resource_version: str = ""
-    # The status annotation as it is on the Deployment now.
+    # The status annotation as it is on the workload now.
     status: str | None = None
 
 

@@ -2,8 +2,9 @@
 the mode moves (a `Setpoint`), builds the patch that sets it, and gives back what it changed when the
 workload leaves. Pure: the actuator sends the patches, the recorder tells people.
 
-- `replicas` sets the Deployment's replicas through its `scale` subresource, only when they change.
-  A Deployment that an HPA also targets is refused: it never fights an HPA.
+- `replicas` sets the workload's replicas (a Deployment's or a StatefulSet's) through its `scale`
+  subresource, only when they change. A workload that an HPA also targets is refused: it never
+  fights an HPA.
 - `hpa` leaves the HPA in charge of the reactive part and moves only its floor (`minReplicas`): up
   to what the forecast needs ahead of the load (never above the HPA's maximum), back down to the
   owner's own floor (kept in an annotation on the HPA meanwhile) when the forecast falls or can no
@@ -18,7 +19,16 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Protocol
 
-from autoscaler.model import Bounds, HpaInfo, Knob, ScaleMode, Setpoint, Target, TargetConfig
+from autoscaler.model import (
+    Bounds,
+    HpaInfo,
+    Knob,
+    ScaleMode,
+    Setpoint,
+    Target,
+    TargetConfig,
+    WorkloadKind,
+)
 from autoscaler.patches import Patch, hpa_floor_patch, scale_patch
 from autoscaler.policy import Decision, Mode
 
@@ -46,7 +56,9 @@ class ScaleStrategy(Protocol):
     # Whether a floor this mode raised stays ours while the workload is in it.
     keeps_hpa_floor: bool
 
-    def admit(self, hpa: HpaInfo | None) -> Refusal | None: ...
+    def admit(self, hpa: HpaInfo | None, kind: WorkloadKind) -> Refusal | None:
+        """Why the mode cannot act on a workload of `kind` that `hpa` targets (or none does)."""
+        ...
 
     def configure(self, config: TargetConfig, hpa: HpaInfo | None) -> TargetConfig:
         """The config the policy plans with in this mode."""
@@ -60,12 +72,12 @@ class ScaleStrategy(Protocol):
 class ReplicasMode:
     keeps_hpa_floor = False
 
-    def admit(self, hpa: HpaInfo | None) -> Refusal | None:
+    def admit(self, hpa: HpaInfo | None, kind: WorkloadKind) -> Refusal | None:
         if hpa is None:
             return None
         return Refusal(
             "RefusedHPAConflict",
-            f"HPA {hpa.name} already scales this Deployment; mode replicas would fight "
+            f"HPA {hpa.name} already scales this {kind.value}; mode replicas would fight "
             f"it: set predictive-autoscaler.io/mode to hpa to move its floor instead",
             ("refused", hpa.name),
         )
@@ -94,11 +106,13 @@ def hpa_floor(decision: Decision, original_min: int, current_min: int, max_repli
 class HpaFloorMode:
     keeps_hpa_floor = True
 
-    def admit(self, hpa: HpaInfo | None) -> Refusal | None:
+    def admit(self, hpa: HpaInfo | None, kind: WorkloadKind) -> Refusal | None:
         if hpa is not None:
             return None
         return Refusal(
-            "NoHPA", "mode hpa needs an HPA that targets this Deployment; none was found", ("no-hpa", "")
+            "NoHPA",
+            f"mode hpa needs an HPA that targets this {kind.value}; none was found",
+            ("no-hpa", ""),
         )
 
     def configure(self, config: TargetConfig, hpa: HpaInfo | None) -> TargetConfig:

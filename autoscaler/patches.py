@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from autoscaler.model import TargetRef
+from autoscaler.model import TargetRef, WorkloadKind
 
 __all__ = [
     "ORIGINAL_MIN_KEY",
@@ -21,7 +21,7 @@ __all__ = [
 
 # On an HPA whose floor we raised: the floor its owner set.
 ORIGINAL_MIN_KEY = "predictive-autoscaler.io/original-min-replicas"
-# On a Deployment: the last decision, written by the controller and never read as configuration.
+# On a workload: the last decision, written by the controller and never read as configuration.
 STATUS_KEY = "predictive-autoscaler.io/status"
 
 
@@ -30,7 +30,14 @@ class Patched(Enum):
 
     SCALE = "deployments/scale"
     DEPLOYMENT = "deployments"
+    STATEFULSET_SCALE = "statefulsets/scale"
+    STATEFULSET = "statefulsets"
     HPA = "horizontalpodautoscalers"
+
+
+# Where a workload's replicas and its annotations are written, by kind.
+_SCALE = {WorkloadKind.DEPLOYMENT: Patched.SCALE, WorkloadKind.STATEFULSET: Patched.STATEFULSET_SCALE}
+_WORKLOAD = {WorkloadKind.DEPLOYMENT: Patched.DEPLOYMENT, WorkloadKind.STATEFULSET: Patched.STATEFULSET}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +53,14 @@ class Patch:
 
 
 def scale_patch(ref: TargetRef, replicas: int, resource_version: str = "") -> Patch:
-    """The Deployment's replicas, through its `scale` subresource; with a `resource_version`, only
-    if the Deployment is still at it (409 otherwise): the count was decided from that view, so a
+    """The workload's replicas, through its `scale` subresource; with a `resource_version`, only
+    if the workload is still at it (409 otherwise): the count was decided from that view, so a
     change made meanwhile (someone else's scale, an opt-out, dry-run switched on) wins, and the
     next tick decides again from the new one."""
     body: dict[str, object] = {"spec": {"replicas": replicas}}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
-    return Patch(Patched.SCALE, ref.namespace, ref.name, body)
+    return Patch(_SCALE[ref.kind], ref.namespace, ref.name, body)
 
 
 def hpa_floor_patch(
@@ -72,5 +79,5 @@ def hpa_floor_patch(
 
 def annotation_patch(ref: TargetRef, annotations: Mapping[str, str]) -> Patch:
     return Patch(
-        Patched.DEPLOYMENT, ref.namespace, ref.name, {"metadata": {"annotations": dict(annotations)}}
+        _WORKLOAD[ref.kind], ref.namespace, ref.name, {"metadata": {"annotations": dict(annotations)}}
     )

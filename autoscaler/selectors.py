@@ -106,7 +106,7 @@ class _Parser:
         self.pos = 0
 
     def fail(self, what: str) -> SelectorError:
-        return SelectorError(f"invalid requests selector: {what} at position {self.pos}")
+        return SelectorError(f"invalid selector: {what} at position {self.pos}")
 
     def skip_blanks(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos] in " \t":
@@ -192,18 +192,14 @@ class _Parser:
 
 def _check_regex(label: str, value: str) -> None:
     if len(value) > MAX_REGEX_LENGTH:
-        raise SelectorError(
-            f"invalid requests selector: regex for {label!r} is longer than {MAX_REGEX_LENGTH}"
-        )
+        raise SelectorError(f"invalid selector: regex for {label!r} is longer than {MAX_REGEX_LENGTH}")
     try:
         re.compile(value)
     except re.error as err:
-        raise SelectorError(
-            f"invalid requests selector: regex for {label!r} does not compile: {err}"
-        ) from None
+        raise SelectorError(f"invalid selector: regex for {label!r} does not compile: {err}") from None
     if _RE2_UNSUPPORTED.search(value):
         raise SelectorError(
-            f"invalid requests selector: regex for {label!r} uses what Prometheus' RE2 lacks"
+            f"invalid selector: regex for {label!r} uses what Prometheus' RE2 lacks"
             " (lookaround, backreference, atomic group, possessive quantifier, flag other than i, m, s)"
         )
 
@@ -212,10 +208,10 @@ def parse_selector(text: str) -> SeriesSelector:
     """Parse a selector such as `http_requests_total{code!~"5..", handler="/api"}`; raises
     `SelectorError` for anything else."""
     if not text.strip():
-        raise SelectorError("invalid requests selector: empty")
+        raise SelectorError("invalid selector: empty")
     if len(text) > _MAX_SELECTOR_LENGTH:
-        raise SelectorError(f"invalid requests selector: longer than {_MAX_SELECTOR_LENGTH} characters")
+        raise SelectorError(f"invalid selector: longer than {_MAX_SELECTOR_LENGTH} characters")
     for bad, what in (("\n", "a newline"), ("\r", "a carriage return")):
         if bad in text:
-            raise SelectorError(f"invalid requests selector: contains {what}")
+            raise SelectorError(f"invalid selector: contains {what}")
     return _Parser(text).selector()

@@ -76,7 +76,7 @@ class SetAside:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """A floor we raised on an HPA whose Deployment is no longer ours in mode hpa (opted out,
+    """A floor we raised on an HPA whose workload is no longer ours in mode hpa (opted out,
     switched mode, or deleted): it goes back to its owner's."""
 
     ref: TargetRef

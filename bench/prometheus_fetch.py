@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoscaler.metrics import MetricKind
+from autoscaler.metrics import BUILTIN_KINDS, MetricKind
 from autoscaler.model import Bounds, Target, TargetConfig, WorkloadState
 from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
 from tests.promserver import MISSING_MESSAGE, Dataset, PromServer, backfill, bench_dataset
@@ -40,7 +40,7 @@ STEP_S = 60
 
 def _targets(dataset: Dataset) -> list[Target]:
     config = TargetConfig(
-        metrics=tuple(MetricKind), bounds=Bounds(1, 50), per_pod={MetricKind.REQUESTS: 10.0}
+        metrics=BUILTIN_KINDS, bounds=Bounds(1, 50), per_pod={MetricKind.REQUESTS: 10.0}
     )
     return [Target(WorkloadState(w.ref, 2, 2), config) for w in dataset.workloads]
 

@@ -3,7 +3,8 @@
 * `Dataset` generates deterministic series shaped like a cluster's: cAdvisor
   (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`, with the pod-level cgroup
   `container=""` and the pause container `container="POD"` that queries must leave out),
-  kube-state-metrics (`kube_pod_owner`, `kube_replicaset_owner`, `kube_pod_container_resource_requests`)
+  kube-state-metrics (`kube_pod_owner`, `kube_replicaset_owner`, `kube_pod_container_resource_requests`;
+  a Deployment's pods are owned by its ReplicaSet, a StatefulSet's by the StatefulSet itself)
   and application request counters, and computes what a query should answer for them (`expected`).
   Loads are smooth functions of the time since the dataset's end (`anchor`), so a test passes that
   anchor as `now` and never depends on the wall clock.
@@ -32,7 +33,7 @@ import numpy as np
 import pytest
 
 from autoscaler.metrics import MetricKind
-from autoscaler.model import TargetRef
+from autoscaler.model import TargetRef, WorkloadKind
 
 __all__ = [
     "ESCAPE_PROBES",
@@ -97,7 +98,7 @@ ESCAPE_PROBES = (
 @dataclass(frozen=True, slots=True)
 class Pod:
     name: str
-    replicaset: str
+    replicaset: str  # unused for a StatefulSet's pods, which no ReplicaSet owns
     start: float  # first sample at or after this
     end: float  # no sample at or after this
     # The request counter restarts from zero just after this sample time (a container restart).
@@ -106,11 +107,11 @@ class Pod:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """One Deployment (or, with another `owner_kind`, a ReplicaSet owned by something else) whose pods
-    each carry `cpu_cores`, `memory_bytes` and `rps` on average."""
+    """One Deployment (or, with another `owner_kind`, a ReplicaSet owned by something else), or with
+    `kind` a StatefulSet, whose pods each carry `cpu_cores`, `memory_bytes` and `rps` on average."""
 
     namespace: str
-    deployment: str
+    deployment: str  # the workload's name, whatever its kind
     pods: tuple[Pod, ...]
     cpu_cores: float
     memory_bytes: float
@@ -126,10 +127,11 @@ class Workload:
     memory_nan_from: float | None = None
     # Two kube-state-metrics replicas export every ownership series twice.
     duplicate_ksm: bool = False
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT
 
     @property
     def ref(self) -> TargetRef:
-        return TargetRef(self.namespace, self.deployment)
+        return TargetRef(self.namespace, self.deployment, self.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +251,15 @@ class Dataset:
             yield from self._request_series(w, pod, t, pod_labels)
             for instance in ksm_instances:
                 ksm = (("job", "kube-state-metrics"), ("instance", instance))
+                owned_by = (
+                    (w.kind.value, w.deployment)
+                    if w.kind is WorkloadKind.STATEFULSET
+                    else ("ReplicaSet", pod.replicaset)
+                )
                 owner = (
                     *pod_labels,
-                    ("owner_kind", "ReplicaSet"),
-                    ("owner_name", pod.replicaset),
+                    ("owner_kind", owned_by[0]),
+                    ("owner_name", owned_by[1]),
                     ("owner_is_controller", "true"),
                     *ksm,
                 )
@@ -269,8 +276,9 @@ class Dataset:
                             t,
                             np.full(len(t), amount),
                         )
-            seen = replicasets.get(pod.replicaset)
-            replicasets[pod.replicaset] = mask if seen is None else seen | mask
+            if w.kind is WorkloadKind.DEPLOYMENT:
+                seen = replicasets.get(pod.replicaset)
+                replicasets[pod.replicaset] = mask if seen is None else seen | mask
         for rs, mask in replicasets.items():
             # A ReplicaSet outlives its pods (kept for rollbacks): from its first pod to the end.
             first = int(np.argmax(mask))
@@ -347,7 +355,7 @@ class Dataset:
         not pinned down: no data, or too close to a pod, gap or breakage edge (where rate windows and
         the lookback blend old and new series)."""
         w = self._by_ref.get(ref)
-        if w is None or w.owner_kind != "Deployment":
+        if w is None or (w.kind is WorkloadKind.DEPLOYMENT and w.owner_kind != "Deployment"):
             return None
         margin_start = t - window_s - LOOKBACK_S - self.scrape_s
         if any(margin_start <= edge <= t + self.scrape_s for edge in self._boundaries(w, kind)):
@@ -382,6 +390,8 @@ def cluster_dataset(anchor: float) -> Dataset:
     * shop/broken: request counter scraped only now and then, working set NaN, in the last 15 minutes;
     * shop/stale: all series end 20 minutes before the anchor;
     * shop/orphan: a ReplicaSet no Deployment owns (never a target's load);
+    * StatefulSet shop/web: two pods (`web-0`, `web-1`) beside the Deployment of the same name, with
+      another load, ownership exported twice; StatefulSet shop/db: three pods;
     * bulk/bulk-00 … bulk-47: one pod each, for batching at scale.
     """
     start = anchor - 8 * 3600
@@ -390,6 +400,8 @@ def cluster_dataset(anchor: float) -> Dataset:
 
     def pods(prefix: str, n: int, begin: float = start, finish: float = end) -> tuple[Pod, ...]:
         return tuple(Pod(f"{prefix}-{i}", prefix, begin, finish) for i in range(n))
+
+    sts = WorkloadKind.STATEFULSET
 
     web = (*pods("web-7d9f", 2, finish=rollout), *pods("web-5c8e", 2, begin=rollout - 60))
     shop_api = (
@@ -410,6 +422,9 @@ def cluster_dataset(anchor: float) -> Dataset:
         Workload("shop", "stale", pods("stale-9e8f", 1, finish=anchor - 20 * 60), 0.3, 60e6, 4.0),
         Workload("shop", "orphan", pods("orphan-3b4c", 1), 1.0, 500e6, 50.0,
                  owner_kind="StatefulSetLike"),
+        Workload("shop", "web", pods("web", 2), 0.4, 150e6, 20.0, phase=1.7, duplicate_ksm=True,
+                 kind=sts),
+        Workload("shop", "db", pods("db", 3), 0.3, 400e6, 8.0, phase=2.6, kind=sts),
     ]  # fmt: skip
     for i in range(48):
         name = f"bulk-{i:02d}"
@@ -453,12 +468,13 @@ def history_dataset(anchor: float, days: float = 3.25) -> Dataset:
 def live_dataset(now: float) -> Dataset:
     """Series from six hours before `now` to two hours after it, for tests that run the controller
     on the wall clock: a query at any time during the test run sees a fresh point. Namespace shop:
-    web and api, two pods of 30 requests/s each, times 1 + 0.3 sin(phase) (web 60, api 75 in all).
+    the Deployments web and api and the StatefulSets db and queue, two pods of 30 requests/s each,
+    times 1 + 0.3 sin(phase) (web 60, api 75 in all; db as web, queue as api).
     The wave is a month long, so the load is flat over the data: steady enough that the forecast
     earns the policy's trust from the history alone, whatever the time of day the tests run."""
     anchor = float(int(now) // 60 * 60 + 2 * 3600)
     start = anchor - 8 * 3600
-    workloads = tuple(
+    deployments = tuple(
         Workload(
             "shop",
             name,
@@ -470,6 +486,20 @@ def live_dataset(now: float) -> Dataset:
         )
         for name, phase in (("web", 0.0), ("api", 1.0))
     )
+    statefulsets = tuple(
+        Workload(
+            "shop",
+            name,
+            tuple(Pod(f"{name}-{i}", "", start, anchor + 1) for i in range(2)),
+            0.2,
+            100e6,
+            30.0,
+            phase=phase,
+            kind=WorkloadKind.STATEFULSET,
+        )
+        for name, phase in (("db", 0.0), ("queue", 1.0))
+    )
+    workloads = deployments + statefulsets
     # Short waves of a few percent each: the jitter of real traffic, and no slope to drift on.
     jitter = ((7 * 60.0, 0.1), (11 * 60.0, 0.1), (17 * 60.0, 0.1))
     return Dataset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from autoscaler.config import PREFIX, AnnotationError, parse_annotations
-from autoscaler.metrics import MetricKind
+from autoscaler.metrics import MetricKind, Scope, Signal
 from autoscaler.model import Bounds, ScaleMode, SelectPolicy
 from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector
 
@@ -235,3 +235,68 @@ def test_bad_annotation_names_key_and_value(given: dict[str, str], key: str, val
     assert caught.value.value == value
     assert PREFIX + key in str(caught.value)
     assert repr(value) in str(caught.value)
+
+
+def declare(metrics: str, **declarations: str) -> dict[str, str]:
+    out = {**ON, PREFIX + "metrics": metrics}
+    for name, value in declarations.items():
+        out[PREFIX + "metric." + name.replace("_", "-")] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("declaration", "signal", "scope", "target"),
+    [
+        pytest.param("gauge per-pod 3 agent_inflight_requests", Signal.GAUGE, Scope.PODS, 3.0,
+                     id="gauge-per-pod"),
+        pytest.param("counter per-pod 400.5 agent_tokens_generated_total", Signal.COUNTER, Scope.PODS,
+                     400.5, id="counter-per-pod"),
+        pytest.param('gauge   total  20  queue_depth{queue="tasks"}', Signal.GAUGE, Scope.NAMESPACE,
+                     20.0, id="total-with-blanks"),
+    ],
+)  # fmt: skip
+def test_a_declared_metric_is_read_like_a_built_in_one(
+    declaration: str, signal: Signal, scope: Scope, target: float
+) -> None:
+    settings = parse_annotations(declare("cpu,agent", agent=declaration))
+    assert settings is not None
+    kind = MetricKind("agent")
+    assert settings.config.metrics == (MetricKind.CPU, kind)
+    spec = settings.config.spec(kind)
+    assert (spec.signal, spec.scope, spec.request_resource) == (signal, scope, None)
+    assert spec.series is not None
+    assert str(spec.series) == declaration.split(maxsplit=3)[3]
+    assert settings.config.per_pod[kind] == target
+    assert spec.selector_annotation == PREFIX + "metric.agent"
+
+
+def test_declared_kinds_are_one_whoever_makes_them() -> None:
+    assert MetricKind("inflight") is MetricKind("inflight")
+    assert MetricKind("cpu") is MetricKind.CPU
+    assert MetricKind("inflight") != MetricKind("queue")
+
+
+@pytest.mark.parametrize(
+    ("given", "key", "value"),
+    [
+        pytest.param(declare("cpu,queue"), "metrics", "cpu,queue", id="listed-not-declared"),
+        pytest.param(declare("cpu", queue="gauge total 5 q"), "metric.queue", "gauge total 5 q",
+                     id="declared-not-listed"),
+        pytest.param(declare("cpu", Queue="gauge total 5 q"), "metric.Queue", "gauge total 5 q",
+                     id="upper-case-name"),
+        pytest.param(declare("memory", memory="gauge per-pod 5 q"), "metric.memory",
+                     "gauge per-pod 5 q", id="built-in-name"),
+        pytest.param(declare("q", q="gauge per-pod q"), "metric.q", "gauge per-pod q",
+                     id="missing-target"),
+        pytest.param(declare("q", q="gauge per-pod 5e3 q"), "metric.q", "gauge per-pod 5e3 q",
+                     id="exponent-target"),
+        pytest.param(declare("q", q=""), "metric.q", "", id="empty"),
+        pytest.param({**declare("a,b,c,d,e,f,g,h,i"), **{PREFIX + f"metric.{n}": "gauge per-pod 1 x"
+                      for n in "abcdefghi"}}, "metric.i", "gauge per-pod 1 x", id="more-than-eight"),
+    ],
+)  # fmt: skip
+def test_a_bad_declaration_names_key_and_value(given: dict[str, str], key: str, value: str) -> None:
+    with pytest.raises(AnnotationError) as refused:
+        parse_annotations(given)
+    assert refused.value.key == PREFIX + key
+    assert refused.value.value == value

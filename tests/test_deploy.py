@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from autoscaler.config import parse_annotations
+from autoscaler.metrics import MetricKind, Scope, Signal
 from autoscaler.model import ScaleMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ CONTROLLER_NS = "predictive-autoscaler"
 ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 # Custom resources of the Prometheus operator: kubernetes-validate has no schema for them.
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 OLDEST_KUBERNETES = "1.27.0"
 
 Obj = dict[str, Any]
@@ -417,6 +418,19 @@ def test_example_agent_is_opted_in_validly(example: str, mode: ScaleMode) -> Non
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     service = find(objects, "Service", "support-agent")
     assert [p["port"] for p in service["spec"]["ports"]] == [5000]
+    # It scales on the agent's own in-flight gauge, which the PodMonitor has scraped from its pods.
+    inflight = MetricKind("inflight")
+    assert settings.config.metrics == (inflight,)
+    spec = settings.config.spec(inflight)
+    assert spec.series is not None
+    assert spec.series.metric == "agent_inflight_requests"
+    assert (spec.signal, spec.scope) == (Signal.GAUGE, Scope.PODS)
+    monitor = find(objects, "PodMonitor", "support-agent")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
+    assert container["image"] == "agent-service:0.1.0", "built from examples/agent-service"
     hpas = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
     if mode is ScaleMode.REPLICAS:
         assert deployment["spec"]["replicas"] == 3

@@ -15,12 +15,17 @@ Through the official `kubernetes` client:
   both APIs, listed by involved object); HPA create/read/patch/replace/list/delete, also as v1; pods
   with their creation and readiness times;
 - the simulated deployment controller (status follows spec at once, or waits for set_ready);
+- StatefulSets (apps/v1): defaults, the status a statefulset controller writes (revisions; a rolling
+  update ends once every pod is ready, a scale is no new revision), the scale subresource and
+  generation tracking, validation (selector, replicas, the spec fields an update may not change),
+  list and watch beside a Deployment of the same name;
 - injected 503/429/500 answers, an outage until heal(), slow answers, and the request log;
 - the kubeconfig loads with load_kube_config too, and stop() ends open watches and every thread.
 Through the real kubectl: get (tables for a list, one object and -w; -o jsonpath/json/yaml/name/wide;
 -l; -A), scale, annotate (new, refused without --overwrite, --overwrite, removal), patch (strategic,
 merge, json, --subresource=scale), get hpa/pods/events/ns, get --raw, delete, rollout status,
-create -f, api-resources, and NotFound.
+create -f, api-resources, and NotFound; for StatefulSets get sts (table, wide), scale, patch of the
+scale, annotate, a forbidden spec change, rollout status, an HPA on one, api-resources.
 JSON patch pointer escaping (RFC 6901) is also checked on the patch module itself.
 """
 
@@ -987,6 +992,142 @@ def test_scaling_down_drops_ready_replicas_at_once(shop: FakeKube, apps: Any) ->
     assert apps.read_namespaced_deployment("web", "shop").status.ready_replicas == 1
 
 
+# --- statefulsets --------------------------------------------------------------------------------
+
+
+def _statefulset_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": f"{name}:1"}]},
+            },
+            **spec,
+        },
+    }
+
+
+def test_statefulset_defaults_status_scale_and_generation(fake_kube: FakeKube, apps: Any) -> None:
+    fake_kube.add_namespace("shop")
+    created = apps.create_namespaced_stateful_set("shop", _statefulset_body("db"))
+    assert (created.kind, created.api_version, created.metadata.generation) == (
+        "StatefulSet",
+        "apps/v1",
+        1,
+    )
+    assert created.spec.pod_management_policy == "OrderedReady"
+    assert created.spec.update_strategy.rolling_update.partition == 0
+    db = apps.read_namespaced_stateful_set("db", "shop")
+    status = db.status
+    assert (status.observed_generation, status.replicas, status.ready_replicas) == (1, 2, 2)
+    assert (status.current_replicas, status.updated_replicas, status.available_replicas) == (2, 2, 2)
+    assert status.current_revision == status.update_revision
+    assert status.current_revision.startswith("db-")
+
+    scale = apps.patch_namespaced_stateful_set_scale("db", "shop", {"spec": {"replicas": 5}})
+    assert (scale.kind, scale.spec.replicas, scale.status.selector) == ("Scale", 5, "app=db")
+    db = apps.read_namespaced_stateful_set("db", "shop")
+    assert (db.metadata.generation, db.status.observed_generation, db.status.ready_replicas) == (2, 2, 5)
+    assert db.status.current_revision == status.current_revision, "a scale is no new revision"
+    read = apps.read_namespaced_stateful_set_scale("db", "shop")
+    assert (read.spec.replicas, read.status.replicas) == (5, 5)
+    # The status endpoint of the object, not its main one, changes the status.
+    apps.patch_namespaced_stateful_set("db", "shop", {"status": {"readyReplicas": 1}})
+    assert apps.read_namespaced_stateful_set("db", "shop").status.ready_replicas == 5
+
+
+def test_statefulset_rolling_update_ends_when_every_pod_is_ready(fake_kube: FakeKube, apps: Any) -> None:
+    fake_kube.add_statefulset("shop", "db", replicas=3)
+    fake_kube.auto_ready = False
+    fake_kube.set_ready("shop", "db", 2, kind="StatefulSet")
+    before = apps.read_namespaced_stateful_set("db", "shop").status.current_revision
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:2"}]}}}}
+    apps.patch_namespaced_stateful_set("db", "shop", image)
+    status = apps.read_namespaced_stateful_set("db", "shop").status
+    assert status.current_revision == before != status.update_revision
+    assert (status.current_replicas, status.updated_replicas, status.ready_replicas) == (1, 2, 2)
+    fake_kube.set_ready("shop", "db", 3, kind="StatefulSet")
+    status = apps.read_namespaced_stateful_set("db", "shop").status
+    assert status.current_revision == status.update_revision
+    assert (status.current_replicas, status.updated_replicas) == (3, 3)
+
+
+STATEFULSET_ERROR_CASES = [
+    pytest.param(
+        lambda a: a.create_namespaced_stateful_set(
+            "shop", _statefulset_body("db", selector={"matchLabels": {"app": "other"}})
+        ),
+        "FieldValueInvalid",
+        "spec.template.metadata.labels",
+        id="selector-does-not-match-template",
+    ),
+    pytest.param(
+        lambda a: a.create_namespaced_stateful_set("shop", _statefulset_body("db", replicas=-1)),
+        "FieldValueInvalid",
+        "spec.replicas",
+        id="negative-replicas",
+    ),
+    pytest.param(
+        lambda a: a.patch_namespaced_stateful_set("web", "shop", {"spec": {"serviceName": "other"}}),
+        "FieldValueForbidden",
+        "spec",
+        id="only-some-spec-fields-may-change",
+    ),
+    pytest.param(
+        lambda a: a.patch_namespaced_stateful_set_scale("web", "shop", {"spec": {"replicas": -2}}),
+        "FieldValueInvalid",
+        "spec.replicas",
+        id="negative-scale",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "reason", "field"), STATEFULSET_ERROR_CASES)
+def test_statefulset_validation_like_the_real_server(
+    fake_kube: FakeKube, apps: Any, call: Callable[[Any], Any], reason: str, field: str
+) -> None:
+    fake_kube.add_statefulset("shop", "web", replicas=2)
+    with pytest.raises(ApiException) as exc:
+        call(apps)
+    status = status_of(exc)
+    assert (exc.value.status, status["reason"]) == (422, "Invalid")
+    assert [(c["reason"], c["field"]) for c in status["details"]["causes"]] == [(reason, field)]
+    web = fake_kube.get_object("StatefulSet", "shop", "web")
+    assert web is not None
+    assert (web["spec"]["replicas"], web["spec"]["serviceName"]) == (2, "web"), "nothing written"
+
+
+def test_statefulsets_list_and_watch_beside_deployments_of_the_same_name(
+    shop: FakeKube, apps: Any
+) -> None:
+    shop.add_statefulset("shop", "web", replicas=1, labels={"tier": "data"})
+    listed = apps.list_namespaced_stateful_set("shop")
+    assert [s.metadata.name for s in listed.items] == ["web"]
+    assert sorted(d.metadata.name for d in apps.list_namespaced_deployment("shop").items) == [
+        "api",
+        "web",
+    ]
+    w = watch.Watch()
+    stream = w.stream(
+        apps.list_stateful_set_for_all_namespaces,
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=5,
+    )
+    apps.patch_namespaced_stateful_set_scale("web", "shop", {"spec": {"replicas": 3}})
+    apps.patch_namespaced_deployment_scale("web", "shop", {"spec": {"replicas": 4}})
+    apps.patch_namespaced_stateful_set_scale("web", "shop", {"spec": {"replicas": 1}})
+    # Each scale is a spec write, then the controller's status write; the Deployment is not seen.
+    events = collect(stream, 4, w)
+    seen = [(e["type"], e["object"].kind, e["object"].spec.replicas) for e in events]
+    assert seen == [("MODIFIED", "StatefulSet", n) for n in (3, 3, 1, 1)]
+
+
 # --- faults and the request log ------------------------------------------------------------------
 
 FAULT_CASES = [
@@ -1128,6 +1269,7 @@ def kubectl(
     kubectl_path = KUBECTL
     shop.add_hpa("shop", "web", "web", min_replicas=2, max_replicas=10)
     shop.add_pod("shop", "web-1", owner="web")
+    shop.add_statefulset("shop", "db", replicas=2)
     shop.put_object(
         {
             "apiVersion": "v1",
@@ -1438,6 +1580,92 @@ def test_kubectl(
     if expect is not None:
         path, value = expect
         assert dig(shop.get_object("Deployment", "shop", "web"), path) == value
+
+
+KUBECTL_STATEFULSET_CASES = [
+    pytest.param(
+        ["get", "sts", "-n", "shop"],
+        0,
+        r"^NAME\s+READY\s+AGE\ndb\s+2/2\s+\d+s\n$",
+        None,
+        id="get-sts-table",
+    ),
+    pytest.param(
+        ["get", "statefulsets", "-n", "shop", "-o", "wide"],
+        0,
+        r"^NAME\s+READY\s+AGE\s+CONTAINERS\s+IMAGES\ndb\s+2/2\s+\d+s\s+db\s+registry.local/app:1.0\n$",
+        None,
+        id="get-sts-wide",
+    ),
+    pytest.param(
+        ["scale", "sts/db", "-n", "shop", "--replicas=4"],
+        0,
+        r"statefulset.apps/db scaled",
+        ("spec.replicas", 4),
+        id="scale-sts",
+    ),
+    pytest.param(
+        ["patch", "sts", "db", "-n", "shop", "--subresource=scale", "--type=merge", "-p",
+         '{"spec":{"replicas":3}}'],
+        0,
+        r"scale.autoscaling/db patched",
+        ("status.readyReplicas", 3),
+        id="patch-sts-scale",
+    ),
+    pytest.param(
+        ["annotate", "sts", "db", "-n", "shop", "team=data"],
+        0,
+        r"statefulset.apps/db annotated",
+        ("metadata.annotations.team", "data"),
+        id="annotate-sts",
+    ),
+    pytest.param(
+        ["patch", "sts", "db", "-n", "shop", "-p", '{"spec":{"podManagementPolicy":"Parallel"}}'],
+        1,
+        r"spec: Forbidden: updates to statefulset spec for fields other than 'replicas'",
+        ("spec.podManagementPolicy", "OrderedReady"),
+        id="patch-sts-forbidden-field",
+    ),
+    pytest.param(
+        ["rollout", "status", "sts/db", "-n", "shop", "--timeout=5s"],
+        0,
+        r"partitioned roll out complete: 2 new pods have been updated",
+        None,
+        id="rollout-status-sts",
+    ),
+    pytest.param(
+        ["get", "hpa", "db", "-n", "shop"],
+        0,
+        r"db\s+StatefulSet/db\s+cpu: <unknown>/80%\s+2\s+6\s+2\s",
+        None,
+        id="get-hpa-on-sts",
+    ),
+    pytest.param(
+        ["api-resources", "--api-group=apps"],
+        0,
+        r"statefulsets\s+sts\s+apps/v1\s+true\s+StatefulSet",
+        None,
+        id="api-resources-sts",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "code", "pattern", "expect"), KUBECTL_STATEFULSET_CASES)
+def test_kubectl_statefulsets(
+    shop: FakeKube,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    args: list[str],
+    code: int,
+    pattern: str,
+    expect: tuple[str, Any] | None,
+) -> None:
+    shop.add_hpa("shop", "db", "db", min_replicas=2, max_replicas=6, target_kind="StatefulSet")
+    result = kubectl(*args)
+    assert result.returncode == code, result.stderr
+    assert re.search(pattern, result.stdout + result.stderr), result.stdout + result.stderr
+    if expect is not None:
+        path, value = expect
+        assert dig(shop.get_object("StatefulSet", "shop", "db"), path) == value
 
 
 def test_kubectl_delete_and_create_are_seen_by_the_client(

@@ -5,7 +5,10 @@ scripts/ensure-docker makes (PA_BASE_IMAGE); it runs `--help` as its numeric non
 compiler, make or pip; it stays within a size budget; and the controller in it, locked down as the pod
 is (read-only root with a /tmp tmpfs, no capabilities, no new privileges, the image's user), runs
 against the fake API server: it becomes ready, takes the Lease, explains its hold in an Event, and on
-`docker stop` releases the Lease and exits 0.
+`docker stop` releases the Lease and exits 0. The example workload's image (examples/agent-service)
+passes hadolint too, builds on the same base, adds little to it, and runs locked down as its numeric
+non-root user: /ready turns 200 after the warm-up, /metrics carries the agent_* metrics, a chat is
+answered, and `docker stop` exits 0.
 
 The build needs a Docker daemon; `make test` runs scripts/ensure-docker first. On re-runs the layer
 cache makes the build take seconds.
@@ -35,6 +38,18 @@ from tests.fakekube import FakeKube
 ROOT = Path(__file__).resolve().parents[1]
 BASE_IMAGE = os.environ.get("PA_BASE_IMAGE", "local/python:3.11-bookworm")
 TAG = "predictive-autoscaler:test"
+AGENT_DIR = ROOT / "examples" / "agent-service"
+AGENT_TAG = "agent-service:test"
+# The service and prometheus_client in a virtualenv: about a megabyte over the base.
+AGENT_OVER_BASE_BUDGET_MB = 20
+AGENT_METRICS = (
+    "# TYPE agent_requests_total counter",
+    "# TYPE agent_inflight_requests gauge",
+    "# TYPE agent_queue_depth gauge",
+    "# TYPE agent_tokens_generated_total counter",
+    "# TYPE agent_request_duration_seconds histogram",
+    "# TYPE agent_ready gauge",
+)
 # The scientific stack (numpy, scipy, pandas, statsmodels, matplotlib) is most of it.
 SIZE_BUDGET_MB = 800
 NS = "shop"
@@ -57,26 +72,45 @@ def hadolint() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def image() -> dict[str, Any]:
-    """The image, built once per run; its `docker image inspect` record."""
+def build(tag: str, context: Path) -> dict[str, Any]:
+    """Builds `context` on the base image; the result's `docker image inspect` record."""
     if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
         pytest.fail("no Docker daemon answers: run scripts/ensure-docker (make test does)")
     if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
         pytest.fail(f"base image {BASE_IMAGE} missing: run scripts/ensure-docker (make test does)")
     # Host networking: the build reaches the package index as the host does.
     docker(
-        "build", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", TAG, str(ROOT),
+        "build", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", tag, str(context),
         timeout=1200,
     )  # fmt: skip
-    record: dict[str, Any] = json.loads(docker("image", "inspect", TAG).stdout)[0]
+    record: dict[str, Any] = json.loads(docker("image", "inspect", tag).stdout)[0]
     return record
+
+
+@pytest.fixture(scope="module")
+def image() -> dict[str, Any]:
+    """The image, built once per run; its `docker image inspect` record."""
+    return build(TAG, ROOT)
+
+
+@pytest.fixture(scope="module")
+def agent_image() -> dict[str, Any]:
+    """The example workload's image, built once per run."""
+    return build(AGENT_TAG, AGENT_DIR)
 
 
 def test_dockerfile_passes_hadolint() -> None:
     done = subprocess.run(
         [hadolint(), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60, check=False
     )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_agent_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run(
+        [hadolint(), str(AGENT_DIR / "Dockerfile")], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -185,5 +219,56 @@ def test_controller_runs_locked_down_in_the_image(
         web = fake_kube.get_object("Deployment", NS, "web")
         assert web is not None
         assert web["spec"]["replicas"] == 3
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def test_agent_service_runs_locked_down_in_its_image(agent_image: dict[str, Any]) -> None:
+    uid, _, gid = agent_image["Config"]["User"].partition(":")
+    assert uid.isdigit()
+    assert gid.isdigit()
+    assert int(uid) != 0
+    base = json.loads(docker("image", "inspect", BASE_IMAGE).stdout)[0]
+    over_mb = (agent_image["Size"] - base["Size"]) / 1e6
+    assert over_mb < AGENT_OVER_BASE_BUDGET_MB, f"{over_mb:.0f} MB over the base"
+    no_pip = docker("run", "--rm", "--entrypoint", "python3", AGENT_TAG, "-c", "import pip", check=False)
+    assert no_pip.returncode != 0, "pip left in the image"
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    name = f"agent-test-{uuid.uuid4().hex[:8]}"
+    warmup_s = 3
+    docker(
+        "run", "--detach", "--name", name, "--network=host",
+        "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+        # One setting through the environment, as a Deployment would give it.
+        "--env", f"AGENT_WARMUP_SECONDS={warmup_s}",
+        AGENT_TAG, "--host", "127.0.0.1", "--port", str(port), "--tokens-per-second", "200",
+    )  # fmt: skip
+    started = time.monotonic()
+
+    def logs() -> str:
+        done = docker("logs", name, check=False)
+        return done.stdout + done.stderr
+
+    try:
+        wait_for(lambda: answers(f"{url}/health") == 200, "/health", logs)
+        assert time.monotonic() - started < warmup_s, "started too slowly to see the warm-up"
+        assert answers(f"{url}/ready") == 503
+        wait_for(lambda: answers(f"{url}/ready") == 200, "/ready", logs)
+        assert docker("exec", name, "id", "-u").stdout.strip() == uid
+
+        chat = urllib.request.Request(f"{url}/v1/chat", data=b'{"message": "hi", "max_tokens": 20}')
+        with urllib.request.urlopen(chat, timeout=10) as response:
+            assert json.load(response)["tokens"] == 20
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert [line for line in AGENT_METRICS if line not in text] == []
+        assert 'agent_requests_total{outcome="ok"} 1.0' in text
+        assert "agent_tokens_generated_total 20.0" in text
+        assert "_created" not in text
+
+        docker("stop", "--time", "30", name, timeout=60)
+        assert int(docker("wait", name).stdout.strip()) == 0, logs()
     finally:
         docker("rm", "--force", name, check=False)

@@ -2,10 +2,11 @@
 
 `predictive-autoscaler run` runs as a process, with the Deployment's args and the settings
 ConfigMap's environment as rendered from deploy/, against the fake API server and a real Prometheus
-(`prometheus_live`). Its scenarios: mode replicas scales a Deployment up, mode hpa raises an HPA's
-floor, a dry-run annotation makes it explain instead of act, a bad annotation gets its Event, the
-informers list and watch Deployments, HPAs and pods, and leader election creates, renews and (on
-SIGTERM) releases the Lease. Every request in the fake's log becomes a Kubernetes access (verb, API
+(`prometheus_live`). Its scenarios: mode replicas scales a Deployment and a StatefulSet up, mode hpa
+raises the floor of an HPA on a Deployment and of one on a StatefulSet, a dry-run annotation makes it
+explain instead of act, a bad annotation gets its Event, the informers list and watch Deployments,
+StatefulSets, HPAs and pods, and leader election creates, renews and (on SIGTERM) releases the
+Lease. Every request in the fake's log becomes a Kubernetes access (verb, API
 group, resource/subresource, namespace, name). Then, for the roles bound to the Deployment's
 ServiceAccount: no wildcard anywhere, every access is allowed by some rule (namespace and
 resourceNames included), and every verb/resource a rule names was used. Cases: the cluster-wide
@@ -45,7 +46,7 @@ from tests.test_deploy import (
     settings_of,
 )
 
-NS = "shop"  # where prometheus_live has load for the Deployments web and api
+NS = "shop"  # where prometheus_live has load for the Deployments web and api, StatefulSets db and queue
 WATCHED_IN_COMPONENT = "agents"  # the namespace deploy/components/namespaced gives access to
 REQUESTS_ON = {
     PREFIX + "enabled": "true",
@@ -284,6 +285,9 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
     fake.add_deployment(NS, "web", replicas=2, annotations=REQUESTS_ON)
     fake.add_deployment(NS, "api", replicas=2, annotations={**REQUESTS_ON, PREFIX + "mode": "hpa"})
     fake.add_hpa(NS, "api", "api", min_replicas=2, max_replicas=20)
+    fake.add_statefulset(NS, "db", replicas=2, annotations=REQUESTS_ON)
+    fake.add_statefulset(NS, "queue", replicas=2, annotations={**REQUESTS_ON, PREFIX + "mode": "hpa"})
+    fake.add_hpa(NS, "queue", "queue", min_replicas=2, max_replicas=20, target_kind="StatefulSet")
     fake.add_deployment(
         NS, "typo", annotations={PREFIX + "enabled": "true", PREFIX + "min-replica": "2"}
     )
@@ -302,8 +306,13 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
         assert found is not None
         return found
 
-    def hpa_floor() -> int:
-        found = fake.get_object("HorizontalPodAutoscaler", NS, "api")
+    def statefulset(name: str) -> Obj:
+        found = fake.get_object("StatefulSet", NS, name)
+        assert found is not None
+        return found
+
+    def hpa_floor(name: str = "api") -> int:
+        found = fake.get_object("HorizontalPodAutoscaler", NS, name)
         assert found is not None
         return int(found["spec"]["minReplicas"])
 
@@ -317,6 +326,8 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
         )
         wait_for(lambda: deployment("web")["spec"]["replicas"] != 2, "scale-up in mode replicas")
         wait_for(lambda: hpa_floor() != 2, "HPA floor raised in mode hpa")
+        wait_for(lambda: statefulset("db")["spec"]["replicas"] != 2, "a StatefulSet scaled up")
+        wait_for(lambda: hpa_floor("queue") != 2, "a StatefulSet's HPA floor raised")
         wait_for(lambda: bool(events(fake, "InvalidAnnotation")), "the bad annotation's Event")
         wait_for(lambda: renewals() >= 2, "lease renewals")
 
@@ -392,6 +403,11 @@ EXPECTED_GRANTS = {
     ("watch", "apps", "deployments"),
     ("patch", "apps", "deployments"),
     ("patch", "apps", "deployments/scale"),
+    ("get", "apps", "statefulsets"),
+    ("list", "apps", "statefulsets"),
+    ("watch", "apps", "statefulsets"),
+    ("patch", "apps", "statefulsets"),
+    ("patch", "apps", "statefulsets/scale"),
     ("list", "autoscaling", "horizontalpodautoscalers"),
     ("watch", "autoscaling", "horizontalpodautoscalers"),
     ("patch", "autoscaling", "horizontalpodautoscalers"),

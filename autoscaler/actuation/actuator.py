@@ -6,9 +6,10 @@ permission error is reported and not retried for a while (a loop of 403s helps n
 that is gone is forgotten; an unavailable API server leaves everything as it was. Dry-run writes
 nothing to the workload or its HPA; a replica that does not lead writes nothing at all.
 
-A scale patch carries the Deployment's resourceVersion, so an opt-out or a switch to dry-run made
+A scale patch carries the workload's resourceVersion, so an opt-out or a switch to dry-run made
 since the view was read makes it fail (409). An HPA floor patch is preconditioned on the HPA's
-version, which an edit of the Deployment does not move: the Deployment is read again first, and a
+version, which an edit of the workload does not move: the workload (the Deployment or StatefulSet
+the target names) is read again first, and a
 floor it no longer asks for (opted out, dry-run, another mode, annotations now unusable) is not
 written; the next tick decides from the new view.
 """
@@ -60,25 +61,26 @@ class ClusterActuator:
         return self._send(patch, setpoint)
 
     def _withdrawn(self, target: Target) -> str | None:
-        """Why the Deployment, read again now, no longer asks for what `target` was decided as."""
+        """Why the workload, read again now, no longer asks for what `target` was decided as."""
         ref, scaling = target.state.ref, target.scaling
-        deployment = self._kube.read_deployment(ref.namespace, ref.name)
-        if deployment is None:
-            raise Gone(f"deployment {ref} is gone")
-        meta = deployment.get("metadata") or {}
+        workload = self._kube.read_workload(ref)
+        the = f"the {ref.kind.value}"
+        if workload is None:
+            raise Gone(f"{ref.kind.value.lower()} {ref.namespace}/{ref.name} is gone")
+        meta = workload.get("metadata") or {}
         if scaling is None or str(meta.get("resourceVersion", "")) == scaling.resource_version:
             return None
         annotations = meta.get("annotations") or {}
         try:
             settings = parse_annotations({str(k): str(v) for k, v in annotations.items()})
         except AnnotationError as error:
-            return f"the Deployment's annotations changed since it was read: {error}"
+            return f"{the}'s annotations changed since it was read: {error}"
         if settings is None:
-            return "the Deployment opted out since it was read"
+            return f"{the} opted out since it was read"
         if settings.dry_run:
-            return "the Deployment was switched to dry-run since it was read"
+            return f"{the} was switched to dry-run since it was read"
         if settings.mode is not scaling.mode:
-            return f"the Deployment's mode changed to {settings.mode.value} since it was read"
+            return f"{the}'s mode changed to {settings.mode.value} since it was read"
         return None
 
     def _send(self, patch: Patch, setpoint: Setpoint) -> ActuationResult:

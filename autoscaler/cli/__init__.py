@@ -17,7 +17,9 @@ __all__ = ["main"]
 
 
 def _build_parser() -> Parser:
-    parser = Parser(prog=PROG, description="Predictive autoscaler for Kubernetes Deployments.")
+    parser = Parser(
+        prog=PROG, description="Predictive autoscaler for Kubernetes Deployments and StatefulSets."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_simulate(commands)
     add_backtest(commands)

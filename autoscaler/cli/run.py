@@ -50,7 +50,8 @@ def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
         "run",
         help="run the controller against a cluster",
         description=(
-            "Scale opted-in Deployments ahead of their forecast load. Every flag can also be set "
+            "Scale opted-in Deployments and StatefulSets ahead of their forecast load. Every flag "
+            "can also be set "
             f"in the environment as {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}PROMETHEUS_URL); a flag "
             "on the command line wins."
         ),

@@ -1,4 +1,5 @@
-"""core/v1 Events on Deployments, the way `kubectl describe` shows them."""
+"""core/v1 Events on the workloads (Deployments, StatefulSets), the way `kubectl describe` shows
+them."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def event_body(
         },
         "involvedObject": {
             "apiVersion": "apps/v1",
-            "kind": "Deployment",
+            "kind": ref.kind.value,
             "namespace": ref.namespace,
             "name": ref.name,
         },

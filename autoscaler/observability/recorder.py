@@ -3,7 +3,7 @@
 Per decision, from the decision and the actuator's result: an Event for a change (`ScaledUp`,
 `RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set) or a refusal (`Forbidden`); an Event
 when the footing changes (predictive, reactive fallback, hold); one decision log line; and the status
-annotation on the Deployment, rewritten only when its substance changes. Workloads set aside get their
+annotation on the workload, rewritten only when its substance changes. Workloads set aside get their
 Event once per problem, not once per tick, and so does a workload whose tick broke, and one whose own
 series selector Prometheus rejects (`InvalidAnnotation`, naming the key and the value, while it lasts).
 """
@@ -175,7 +175,8 @@ class ClusterRecorder:
     def failed(self, target: Target, stage: Stage, error: Exception, now: float) -> None:
         ref = target.state.ref
         message = (
-            f"{stage.value} failed ({type(error).__name__}: {error}); the Deployment is held as it is"
+            f"{stage.value} failed ({type(error).__name__}: {error});"
+            f" the {ref.kind.value} is held as it is"
         )
         log.error(
             "%s: %s",
@@ -206,7 +207,7 @@ class ClusterRecorder:
         self._rejected[told] = rejection.value
         message = (
             f"annotation {rejection.key}={rejection.value!r}: rejected by Prometheus"
-            f" ({rejection.error}); without its {rejection.kind.value} metric the Deployment is"
+            f" ({rejection.error}); without its {rejection.kind.value} metric the {ref.kind.value} is"
             " scaled up on its other metrics, never down"
         )
         extra = {"event": "InvalidAnnotation", "target": str(ref), "key": rejection.key}

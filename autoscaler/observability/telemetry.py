@@ -1,7 +1,9 @@
 """The controller's Prometheus metrics, served on `/metrics`: the one module that imports
 `prometheus_client`.
 
-Per target (labels `namespace`, `deployment`): actual load and the forecast for the current bucket
+Per target (labels `namespace`, `deployment`; the latter names a Deployment by its name and a
+StatefulSet as `statefulset/<name>`, so the two never share series and a Deployment's stay as they
+were before StatefulSets were scaled): actual load and the forecast for the current bucket
 with its interval bounds (per metric `kind`), the forecasts' rolling error and coverage, replicas
 (`source`: current, reactive, predictive, final), the mode and the reasons in effect, the lead time,
 and scale events by direction (the reasons in effect at an event say why it happened). Per
@@ -27,7 +29,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from autoscaler.kube import KubeError
-from autoscaler.metrics import METRICS
 from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
 from autoscaler.policy import Decision, Mode
 from autoscaler.stages import ActOutcome, Stage, Standing, TickReport
@@ -159,7 +160,7 @@ class Telemetry:
             "1 while this replica may act (holds the lease, or no election)",
             registry=r,
         )
-        self.targets = Gauge(PREFIX + "targets", "Opted-in Deployments by state", ("state",), registry=r)
+        self.targets = Gauge(PREFIX + "targets", "Opted-in workloads by state", ("state",), registry=r)
         # Series shown at zero from the start, so that rates and sums exist before the first event.
         for outcome in ("ok", "error"):
             self.query_seconds.labels(outcome)
@@ -232,12 +233,12 @@ class Telemetry:
             if ref not in self._gauges:
                 # Both directions from zero: an increase() over the first event must see it rise.
                 for direction in Direction:
-                    self.scale_events.labels(ref.namespace, ref.name, direction.value)
+                    self.scale_events.labels(ref.namespace, ref.workload, direction.value)
             self._gauges[ref] = set(values)
             if outcomes.get(ref) is ActOutcome.APPLIED and decision.changed:
                 up = decision.replicas > decision.current
                 direction = Direction.UP if up else Direction.DOWN
-                self.scale_events.labels(ref.namespace, ref.name, direction.value).inc()
+                self.scale_events.labels(ref.namespace, ref.workload, direction.value).inc()
         for gone in [ref for ref in self._gauges if ref not in live]:
             self.forget(gone)
 
@@ -248,20 +249,21 @@ class Telemetry:
         for series in self._gauges.pop(ref):
             series.gauge.remove(*series.labels)
         for direction in Direction:
-            self.scale_events.remove(ref.namespace, ref.name, direction.value)
+            self.scale_events.remove(ref.namespace, ref.workload, direction.value)
 
     def _values(
         self, decision: Decision, load: LoadSnapshot | None, forecasts: Forecasts | None
     ) -> dict[_Series, float]:
         ref = decision.ref
-        target = (ref.namespace, ref.name)
+        target = (ref.namespace, ref.workload)
         out: dict[_Series, float] = {}
 
         def put(gauge: Gauge, value: float | None, *extra: str) -> None:
             if value is not None:
                 out[_Series(gauge, (*target, *extra))] = float(value)
 
-        for kind in METRICS:
+        kinds = (() if load is None else load.kinds()) + (() if forecasts is None else forecasts.kinds())
+        for kind in dict.fromkeys(kinds):
             sample = None if load is None else load.get(kind)
             put(self.load, None if sample is None else sample.value, kind.value)
             forecast = None if forecasts is None else forecasts.get(kind)

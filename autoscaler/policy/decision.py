@@ -119,8 +119,7 @@ class DecisionHistory:
         if applied and decision.replicas != decision.current:
             events += (ScaleEvent(now, decision.replicas - decision.current),)
         seen = _unexpired(self.seen, cutoff)
-        for kind in MetricKind:
-            sample = None if load is None else load.get(kind)
+        for kind, sample in () if load is None else load.items():
             last = self.latest_seen(kind)
             # A source may hand out the same sample on several ticks; it is one observation.
             if sample is not None and (last is None or sample.at > last.at):

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.model import SelectPolicy, TargetConfig, WorkloadState
 from autoscaler.policy.decision import Decision, DecisionHistory, Mode, PolicyInputs, Reason
 
@@ -290,7 +290,7 @@ def reactive_proposal(inputs: PolicyInputs, behavior: HpaBehavior) -> ReactivePr
             missing.append(kind)
             continue
         load, per_pod = measured
-        spec = METRICS[kind]
+        spec = config.spec(kind)
         proposal = propose_for_metric(
             current,
             state.ready_replicas,

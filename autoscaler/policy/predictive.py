@@ -35,7 +35,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.model import ForecastQuality, LoadForecast, TargetConfig
 from autoscaler.policy.decision import Decision, Mode, PolicyInputs, Reason
 from autoscaler.policy.hpa import (
@@ -174,7 +174,7 @@ class PredictivePolicy:
         covered = (
             best is not None
             and not fallbacks
-            and all(METRICS[kind].falls_with_load for kind in config.metrics)
+            and all(config.spec(kind).falls_with_load for kind in config.metrics)
         )
         if covered and config.scale_down_stabilization_s > lead:
             # Trusted forecasts already cover the lead: looking back longer than they look ahead

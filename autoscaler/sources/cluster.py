@@ -1,9 +1,14 @@
-"""The cluster reader: Deployments, their HPAs and their pods (kept current by the informers,
-`informers.py`) turned into the typed snapshot a tick works on. Until every informer has listed once
-the reader reports itself not synced and the tick acts on nothing: a half-filled cache would look
-like Deployments that lost their HPA.
+"""The cluster reader: Deployments and StatefulSets, their HPAs and their pods (kept current by the
+informers, `informers.py`) turned into the typed snapshot a tick works on. Until every informer has
+listed once the reader reports itself not synced and the tick acts on nothing: a half-filled cache
+would look like workloads that lost their HPA.
 
-The snapshot says where each opted-in Deployment stands: decided for, refused by its scale mode,
+Both kinds are read alike (annotations, pod template requests, ready and existing pods, the pods
+their selector picks for the start-up time, the HPA whose `scaleTargetRef` names their kind and
+name); only what a rollout looks like differs. Their refs carry the kind, so a Deployment and a
+StatefulSet of one name in one namespace are two targets.
+
+The snapshot says where each opted-in workload stands: decided for, refused by its scale mode,
 invalid, or resting after a permission error (what acting showed, `learn`); and which raised HPA
 floors belong to nobody any more.
 """
@@ -17,7 +22,7 @@ from typing import Any, Protocol
 from autoscaler.config import AnnotationError, parse_annotations
 from autoscaler.kube import JsonObject, Kind, key_of, quantity
 from autoscaler.metrics import METRICS, MetricKind
-from autoscaler.model import HpaInfo, Scaling, Target, TargetRef, WorkloadState
+from autoscaler.model import HpaInfo, Scaling, Target, TargetRef, WorkloadKind, WorkloadState
 from autoscaler.modes import MODES
 from autoscaler.patches import ORIGINAL_MIN_KEY, STATUS_KEY
 from autoscaler.stages import ActOutcome, ActuationResult, Release, SetAside, Snapshot, Standing
@@ -35,11 +40,11 @@ FORBIDDEN_COOLDOWN_S = 300.0
 # -- turning JSON into typed state -------------------------------------------------------------
 
 
-def _pod_requests(deployment: JsonObject) -> dict[MetricKind, float]:
+def _pod_requests(workload: JsonObject) -> dict[MetricKind, float]:
     """Summed requests of the pod template's containers, per kind measured against one; a kind is
     left out when a container lacks the request (then its utilization is undefined, as for the
     HPA)."""
-    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     containers = spec.get("containers") or []
     totals: dict[MetricKind, float] = {}
     for kind, metric in METRICS.items():
@@ -60,17 +65,23 @@ def _pod_requests(deployment: JsonObject) -> dict[MetricKind, float]:
 
 
 def _existing_pods(status: Mapping[str, Any]) -> int | None:
-    """Pods of the Deployment that exist, ready or not (its controller's count of non-terminated
-    pods; an omitted count is zero). None before the controller has written any status."""
+    """Pods of the workload that exist, ready or not (its controller's count of the pods it
+    created; an omitted count is zero). None before the controller has written any status."""
     if not status:
         return None
     return int(status.get("replicas", 0) or 0)
 
 
-def _rollout_in_progress(deployment: JsonObject) -> bool:
+def _rollout_in_progress(kind: WorkloadKind, workload: JsonObject) -> bool:
     """Pods of an older template are still running, which is what a rollout is (a scale change
     alone creates pods of the current template, so it never counts)."""
-    status = deployment.get("status") or {}
+    status = workload.get("status") or {}
+    if kind is WorkloadKind.STATEFULSET:
+        # The StatefulSet controller keeps the old template's revision current until every pod
+        # runs the new one (or, with a partition or OnDelete, for as long as old pods are kept).
+        current, update = status.get("currentRevision"), status.get("updateRevision")
+        if current and update:
+            return bool(current != update)
     return int(status.get("replicas", 0) or 0) > int(status.get("updatedReplicas", 0) or 0)
 
 
@@ -78,10 +89,10 @@ def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def _startup_s(deployment: JsonObject, pods: Sequence[JsonObject], now: float) -> float | None:
-    """Median seconds from creation to Ready of the Deployment's recently started pods."""
-    selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    namespace = key_of(deployment)[0]
+def _startup_s(workload: JsonObject, pods: Sequence[JsonObject], now: float) -> float | None:
+    """Median seconds from creation to Ready of the workload's recently started pods."""
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    namespace = key_of(workload)[0]
     durations: list[tuple[float, float]] = []
     for pod in pods:
         meta = pod.get("metadata") or {}
@@ -103,16 +114,17 @@ def _startup_s(deployment: JsonObject, pods: Sequence[JsonObject], now: float) -
     return float(statistics.median(d for _, d in recent))
 
 
-def _hpa_for(deployment: JsonObject, hpas: Sequence[JsonObject]) -> HpaInfo | None:
-    namespace, name = key_of(deployment)
+def _hpa_for(target: TargetRef, hpas: Sequence[JsonObject]) -> HpaInfo | None:
+    """The HPA whose `scaleTargetRef` names the workload, by kind and name."""
+    namespace = target.namespace
     for hpa in hpas:
         meta = hpa.get("metadata") or {}
         spec = hpa.get("spec") or {}
         ref = spec.get("scaleTargetRef") or {}
         if (
             meta.get("namespace") == namespace
-            and ref.get("kind") == "Deployment"
-            and ref.get("name") == name
+            and ref.get("kind") == target.kind.value
+            and ref.get("name") == target.name
         ):
             current_min = int(spec.get("minReplicas", 1) or 1)
             remembered = (meta.get("annotations") or {}).get(ORIGINAL_MIN_KEY)
@@ -136,7 +148,7 @@ def _invalid(ref: TargetRef, error: AnnotationError) -> SetAside:
         ref,
         Standing.INVALID,
         "InvalidAnnotation",
-        f"{error}; the Deployment is left as it is",
+        f"{error}; the {ref.kind.value} is left as it is",
         (error.key, error.value),
     )
 
@@ -146,17 +158,22 @@ def build_snapshot(
     hpas: Sequence[JsonObject],
     pods: Sequence[JsonObject],
     now: float,
+    statefulsets: Sequence[JsonObject] = (),
 ) -> Snapshot:
-    """Opted-in Deployments as typed targets, those that cannot be decided for and why, and the
-    HPA floors to give back. Pure."""
+    """Opted-in Deployments and StatefulSets as typed targets, those that cannot be decided for and
+    why, and the HPA floors to give back. Pure."""
     targets: list[Target] = []
     invalid: list[SetAside] = []
     refused: list[SetAside] = []
-    for deployment in sorted(deployments, key=key_of):
-        namespace, name = key_of(deployment)
-        meta = deployment.get("metadata") or {}
+    # Objects in a list carry no `kind` of their own: which list an object came in says it.
+    workloads = [
+        *((TargetRef(*key_of(obj), WorkloadKind.DEPLOYMENT), obj) for obj in deployments),
+        *((TargetRef(*key_of(obj), WorkloadKind.STATEFULSET), obj) for obj in statefulsets),
+    ]
+    workloads.sort(key=lambda pair: (pair[0].namespace, pair[0].name, pair[0].kind.value))
+    for ref, workload in workloads:
+        meta = workload.get("metadata") or {}
         annotations: Mapping[str, Any] = meta.get("annotations") or {}
-        ref = TargetRef(namespace, name)
         try:
             settings = parse_annotations({str(k): str(v) for k, v in annotations.items()})
         except AnnotationError as error:
@@ -164,22 +181,22 @@ def build_snapshot(
             continue
         if settings is None:
             continue
-        hpa = _hpa_for(deployment, hpas)
+        hpa = _hpa_for(ref, hpas)
         mode = MODES[settings.mode]
-        refusal = mode.admit(hpa)
+        refusal = mode.admit(hpa, ref.kind)
         if refusal is not None:
             refused.append(SetAside(ref, Standing.REFUSED, refusal.reason, refusal.message, refusal.key))
             continue
-        status = deployment.get("status") or {}
-        spec_replicas = (deployment.get("spec") or {}).get("replicas")
+        status = workload.get("status") or {}
+        spec_replicas = (workload.get("spec") or {}).get("replicas")
         state = WorkloadState(
             ref=ref,
             spec_replicas=int(1 if spec_replicas is None else spec_replicas),
             ready_replicas=int(status.get("readyReplicas", 0) or 0),
             existing_pods=_existing_pods(status),
-            pod_requests=_pod_requests(deployment),
-            rollout_in_progress=_rollout_in_progress(deployment),
-            measured_startup_s=_startup_s(deployment, pods, now),
+            pod_requests=_pod_requests(workload),
+            rollout_in_progress=_rollout_in_progress(ref.kind, workload),
+            measured_startup_s=_startup_s(workload, pods, now),
         )
         scaling = Scaling(
             settings.mode,
@@ -206,13 +223,14 @@ def _releases(hpas: Sequence[JsonObject], kept: set[TargetRef]) -> tuple[Release
         if ORIGINAL_MIN_KEY not in (meta.get("annotations") or {}):
             continue
         ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
-        if ref.get("kind") != "Deployment":
+        kind = next((k for k in WorkloadKind if k.value == ref.get("kind")), None)
+        if kind is None:
             continue
-        target = TargetRef(str(meta.get("namespace", "")), str(ref.get("name", "")))
-        info = _hpa_for({"metadata": {"namespace": target.namespace, "name": target.name}}, [hpa])
+        target = TargetRef(str(meta.get("namespace", "")), str(ref.get("name", "")), kind)
+        info = _hpa_for(target, [hpa])
         if target not in kept and info is not None:
             out.append(Release(target, info))
-    return tuple(sorted(out, key=lambda release: (release.ref.namespace, release.ref.name)))
+    return tuple(sorted(out, key=lambda r: (r.ref.namespace, r.ref.name, r.ref.kind.value)))
 
 
 class ClusterObjects(Protocol):
@@ -224,7 +242,7 @@ class ClusterObjects(Protocol):
     def objects(self, kind: Kind) -> list[JsonObject]: ...
 
     def forget(self, ref: TargetRef) -> None:
-        """Drop a Deployment the server said is gone."""
+        """Drop a workload the server said is gone."""
         ...
 
     def stale(self) -> Mapping[str | None, str]:
@@ -245,7 +263,13 @@ class ClusterReader:
         if not self._objects.synced:
             return Snapshot((), synced=False)
         objects = self._objects.objects
-        built = build_snapshot(objects(Kind.DEPLOYMENT), objects(Kind.HPA), objects(Kind.POD), now)
+        built = build_snapshot(
+            objects(Kind.DEPLOYMENT),
+            objects(Kind.HPA),
+            objects(Kind.POD),
+            now,
+            objects(Kind.STATEFULSET),
+        )
         for ref in [r for r, until in self._resting.items() if until <= now]:
             del self._resting[ref]
         stale = self._objects.stale()

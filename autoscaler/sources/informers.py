@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from autoscaler.kube import JsonObject, Kind, Kube, ResourceVersionExpired, key_of
-from autoscaler.model import TargetRef
+from autoscaler.model import TargetRef, WorkloadKind
 
 __all__ = ["Informer", "Informers"]
 
@@ -157,8 +157,12 @@ class Informer:
             self._objects.pop((namespace, name), None)
 
 
+# The informer that holds each kind of workload.
+_WORKLOADS = {WorkloadKind.DEPLOYMENT: Kind.DEPLOYMENT, WorkloadKind.STATEFULSET: Kind.STATEFULSET}
+
+
 class Informers:
-    """Informers for Deployments, HPAs and pods in the watched namespaces (None: all)."""
+    """Informers for Deployments, StatefulSets, HPAs and pods in the watched namespaces (None: all)."""
 
     def __init__(
         self,
@@ -193,10 +197,10 @@ class Informers:
         return all(i.wait_synced(timeout_s) for group in self._informers.values() for i in group)
 
     def stale(self) -> Mapping[str | None, str]:
-        """Namespaces (None: all) whose Deployments or HPAs may be out of date, and why; pods only
+        """Namespaces (None: all) whose workloads or HPAs may be out of date, and why; pods only
         inform the start-up estimate, so a stale pod cache holds nothing."""
         out: dict[str | None, str] = {}
-        for kind in (Kind.DEPLOYMENT, Kind.HPA):
+        for kind in (*_WORKLOADS.values(), Kind.HPA):
             for informer in self._informers[kind]:
                 reason = informer.staleness()
                 if reason is not None and informer.namespace not in out:
@@ -221,5 +225,5 @@ class Informers:
         return [obj for informer in self._informers[kind] for obj in informer.objects()]
 
     def forget(self, ref: TargetRef) -> None:
-        for informer in self._informers[Kind.DEPLOYMENT]:
+        for informer in self._informers[_WORKLOADS[ref.kind]]:
             informer.forget(ref.namespace, ref.name)

@@ -22,6 +22,41 @@ def deployment(
     memory_request: str | None,
     image: str,
 ) -> Obj:
+    return _pod_owner(
+        "Deployment", namespace, name, replicas, labels, annotations, cpu_request, memory_request, image
+    )
+
+
+def statefulset(
+    namespace: str,
+    name: str,
+    *,
+    replicas: int,
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+    cpu_request: str | None,
+    memory_request: str | None,
+    image: str,
+) -> Obj:
+    """A StatefulSet whose pods are named by the headless Service of its own name."""
+    obj = _pod_owner(
+        "StatefulSet", namespace, name, replicas, labels, annotations, cpu_request, memory_request, image
+    )
+    obj["spec"]["serviceName"] = name
+    return obj
+
+
+def _pod_owner(
+    kind: str,
+    namespace: str,
+    name: str,
+    replicas: int,
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+    cpu_request: str | None,
+    memory_request: str | None,
+    image: str,
+) -> Obj:
     pod_labels = {"app": name, **(labels or {})}
     requests = {
         key: value
@@ -38,7 +73,7 @@ def deployment(
         meta["annotations"] = dict(annotations)
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind,
         "metadata": meta,
         "spec": {
             "replicas": replicas,
@@ -57,6 +92,7 @@ def hpa(
     max_replicas: int,
     cpu_utilization: int,
     current_replicas: int | None,
+    target_kind: str = "Deployment",
 ) -> Obj:
     target = {"type": "Utilization", "averageUtilization": cpu_utilization}
     status: dict[str, Any] = {"desiredReplicas": current_replicas or 0}
@@ -67,7 +103,7 @@ def hpa(
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": deployment},
             "minReplicas": min_replicas,
             "maxReplicas": max_replicas,
             "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],

@@ -1,5 +1,6 @@
 """The API semantics, free of HTTP: create / replace / patch / delete with optimistic concurrency,
-status and scale subresources, and a deployment controller that keeps deployment status in step."""
+status and scale subresources, and deployment and statefulset controllers that keep their status in
+step."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_PATCH)
 
 NAMESPACES = lookup("namespaces")
 DEPLOYMENTS = lookup("deployments")
+STATEFULSETS = lookup("statefulsets")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Metadata the server owns: a PUT or patch cannot change it.
 _KEPT_ON_UPDATE = ("uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp")
@@ -298,12 +300,29 @@ class Cluster:
                 f"({resource.api_version}) or kind {kind} is not {resource.kind}"
             )
 
-    # --- the deployment controller --------------------------------------------------------------
+    # --- the deployment and statefulset controllers ---------------------------------------------
 
     def _after_write(self, stored: Obj, storage: str) -> None:
+        meta = stored["metadata"]
         if storage == DEPLOYMENTS.storage:
-            meta = stored["metadata"]
             self.reconcile_deployment(meta["namespace"], meta["name"])
+        elif storage == STATEFULSETS.storage:
+            self.reconcile_statefulset(meta["namespace"], meta["name"])
+
+    def reconcile_statefulset(self, namespace: str, name: str, ready: int | None = None) -> Obj | None:
+        """Write the status the controller would; `ready` overrides how many pods are ready."""
+        with self.store.lock:
+            statefulset = self.store.get(STATEFULSETS.storage, namespace, name)
+            if statefulset is None:
+                return None
+            if ready is None:
+                wanted = (statefulset.get("spec") or {}).get("replicas", 1)
+                ready = wanted if self.auto_ready else kinds.ready_replicas(statefulset)
+            status = kinds.statefulset_status(statefulset, ready)
+            if status == statefulset.get("status"):
+                return statefulset
+            statefulset["status"] = status
+            return self.store.put(STATEFULSETS.storage, statefulset)
 
     def reconcile_deployment(self, namespace: str, name: str, ready: int | None = None) -> Obj | None:
         """Write the status the controller would; `ready` overrides how many pods are ready."""

@@ -120,6 +120,19 @@ def invalid(group: str, kind: str, name: str, causes: list[tuple[str, Any, str]]
     return ApiError(422, f'{qualified} "{name}" is invalid: {shown}', details=details)
 
 
+def forbidden_field(group: str, kind: str, name: str, field: str, why: str) -> ApiError:
+    """422 Invalid for a change the field's validation forbids (field.Forbidden), not a bad value."""
+    qualified = f"{kind}.{group}" if group else kind
+    details: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "causes": [{"reason": "FieldValueForbidden", "message": f"Forbidden: {why}", "field": field}],
+    }
+    if group:
+        details["group"] = group
+    return ApiError(422, f'{qualified} "{name}" is invalid: {field}: Forbidden: {why}', details=details)
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 

@@ -1,9 +1,10 @@
 """What the real API server does per kind: defaulting, status handling, validation, and the
-status a deployment controller would write."""
+status a deployment or statefulset controller would write."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -15,10 +16,26 @@ from tests.fakekube.selectors import selector_matches, selector_string
 from tests.fakekube.store import Obj
 
 DEPLOYMENTS = "deployments.apps"
+STATEFULSETS = "statefulsets.apps"
+# The kinds with replicas, a `scale` subresource and a controller that writes their status.
+WORKLOADS = {DEPLOYMENTS, STATEFULSETS}
 
 # Kinds whose main endpoint ignores status (it changes only through /status), as on a real server.
-HAS_STATUS_SUBRESOURCE = {DEPLOYMENTS, HPA_STORAGE, "pods", "namespaces"}
-TRACKS_GENERATION = {DEPLOYMENTS, HPA_STORAGE}
+HAS_STATUS_SUBRESOURCE = {DEPLOYMENTS, STATEFULSETS, HPA_STORAGE, "pods", "namespaces"}
+TRACKS_GENERATION = {DEPLOYMENTS, STATEFULSETS, HPA_STORAGE}
+# What an update of a StatefulSet's spec may change (the real strategy's message names them).
+_STATEFULSET_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
+_STATEFULSET_FORBIDDEN = (
+    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+    "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+)
 # Their strategies refuse a PUT without metadata.resourceVersion, so a lock cannot be stolen blindly.
 REQUIRES_RESOURCE_VERSION_ON_UPDATE = {"leases.coordination.k8s.io"}
 _OMITTED_WHEN_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences")
@@ -49,6 +66,9 @@ def initial_status(storage: str) -> dict[str, Any] | None:
         return {"phase": "Active"}
     if storage == DEPLOYMENTS:
         return {}
+    if storage == STATEFULSETS:
+        # Unlike a Deployment's, these two counts are not omitempty: a fresh object shows them as 0.
+        return {"replicas": 0, "availableReplicas": 0}
     return None
 
 
@@ -66,6 +86,18 @@ def apply_defaults(storage: str, obj: Obj) -> None:
         spec.setdefault(
             "strategy",
             {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+        )
+        pod_spec = (spec.get("template") or {}).get("spec")
+        if isinstance(pod_spec, dict):
+            _pod_spec_defaults(pod_spec)
+    elif storage == STATEFULSETS and isinstance(spec, dict):
+        if spec.get("replicas") is None:
+            spec["replicas"] = 1
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault(
+            "persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"}
         )
         pod_spec = (spec.get("template") or {}).get("spec")
         if isinstance(pod_spec, dict):
@@ -120,6 +152,9 @@ def validate(resource: Resource, obj: Obj, old: Obj | None) -> None:
     if resource.storage == DEPLOYMENTS:
         _require_int("spec.replicas", spec.get("replicas"), "DeploymentSpec")
         causes += _deployment_causes(spec, (old or {}).get("spec"))
+    elif resource.storage == STATEFULSETS:
+        _require_int("spec.replicas", spec.get("replicas"), "StatefulSetSpec")
+        causes += _pod_owner_causes("statefulset", spec)
     elif resource.storage == HPA_STORAGE:
         _require_int("spec.minReplicas", spec.get("minReplicas"), "HorizontalPodAutoscalerSpec")
         _require_int("spec.maxReplicas", spec.get("maxReplicas"), "HorizontalPodAutoscalerSpec")
@@ -133,11 +168,17 @@ def validate(resource: Resource, obj: Obj, old: Obj | None) -> None:
         causes.append(("spec.containers", [], "Required value"))
     if causes:
         raise errors.invalid(resource.group, resource.kind, name, causes)
+    if resource.storage == STATEFULSETS and old is not None:
+        old_spec = old.get("spec") or {}
+        frozen = {k: v for k, v in spec.items() if k not in _STATEFULSET_MUTABLE}
+        if frozen != {k: v for k, v in old_spec.items() if k not in _STATEFULSET_MUTABLE}:
+            raise errors.forbidden_field(
+                resource.group, resource.kind, name, "spec", _STATEFULSET_FORBIDDEN
+            )
 
 
-def _deployment_causes(
-    spec: dict[str, Any], old_spec: dict[str, Any] | None
-) -> list[tuple[str, Any, str]]:
+def _pod_owner_causes(kind: str, spec: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """What a Deployment and a StatefulSet validate alike: replicas, selector, pod template."""
     causes: list[tuple[str, Any, str]] = []
     replicas = spec.get("replicas", 1)
     if replicas < 0:
@@ -146,15 +187,22 @@ def _deployment_causes(
     template = spec.get("template") or {}
     labels = (template.get("metadata") or {}).get("labels") or {}
     if not selector or not selector_string(selector):
-        causes.append(("spec.selector", selector, "empty selector is invalid for deployment"))
+        causes.append(("spec.selector", selector, f"empty selector is invalid for {kind}"))
     elif not selector_matches(selector, labels):
         causes.append(
             ("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
         )
     if not (template.get("spec") or {}).get("containers"):
         causes.append(("spec.template.spec.containers", [], "Required value"))
-    if old_spec is not None and old_spec.get("selector") != selector:
-        causes.append(("spec.selector", selector, "field is immutable"))
+    return causes
+
+
+def _deployment_causes(
+    spec: dict[str, Any], old_spec: dict[str, Any] | None
+) -> list[tuple[str, Any, str]]:
+    causes = _pod_owner_causes("deployment", spec)
+    if old_spec is not None and old_spec.get("selector") != spec.get("selector"):
+        causes.append(("spec.selector", spec.get("selector"), "field is immutable"))
     return causes
 
 
@@ -186,9 +234,10 @@ def validate_scale(name: str, scale: Obj) -> int:
     return int(replicas)
 
 
-def scale_of(deployment: Obj) -> Obj:
-    meta = deployment["metadata"]
-    spec = deployment.get("spec") or {}
+def scale_of(workload: Obj) -> Obj:
+    """The `scale` subresource of a Deployment or a StatefulSet."""
+    meta = workload["metadata"]
+    spec = workload.get("spec") or {}
     replicas = spec.get("replicas", 1)
     return {
         "kind": "Scale",
@@ -196,10 +245,10 @@ def scale_of(deployment: Obj) -> Obj:
         "metadata": {
             k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
         },
-        # ScaleSpec.replicas is omitempty, so a deployment scaled to zero shows an empty spec.
+        # ScaleSpec.replicas is omitempty, so a workload scaled to zero shows an empty spec.
         "spec": {"replicas": replicas} if replicas else {},
         "status": {
-            "replicas": (deployment.get("status") or {}).get("replicas", 0),
+            "replicas": (workload.get("status") or {}).get("replicas", 0),
             "selector": selector_string(spec.get("selector")),
         },
     }
@@ -269,6 +318,39 @@ def deployment_status(deployment: Obj, ready: int, now: datetime) -> dict[str, A
                 condition["lastUpdateTime"] = before.get("lastUpdateTime", stamp)
         conditions.append(condition)
     status["conditions"] = conditions
+    return status
+
+
+def statefulset_status(statefulset: Obj, ready: int) -> dict[str, Any]:
+    """The status the statefulset controller settles on once `ready` pods of the wanted ones are
+    ready. Its revisions name the pod template: a changed template is the update revision, and it
+    becomes the current one once every pod is ready, which is when a rolling update is over."""
+    spec = statefulset.get("spec") or {}
+    name = statefulset["metadata"]["name"]
+    wanted = spec.get("replicas", 1)
+    ready = max(0, min(ready, wanted))
+    old = statefulset.get("status") or {}
+    template = json.dumps(spec.get("template") or {}, sort_keys=True)
+    update_revision = f"{name}-{_hash(name + template)}"
+    current_revision = old.get("currentRevision") or update_revision
+    if ready >= wanted:
+        current_revision = update_revision
+    if current_revision == update_revision:
+        current, updated = wanted, wanted
+    else:
+        # Mid rolling update: the ready pods run the new template, the others still the old one.
+        current, updated = wanted - ready, ready
+    status: dict[str, Any] = {
+        "observedGeneration": statefulset["metadata"].get("generation", 1),
+        "replicas": wanted,
+        "availableReplicas": ready,
+        "currentRevision": current_revision,
+        "updateRevision": update_revision,
+        "collisionCount": 0,
+    }
+    # These counts are omitempty int32s: zero is absent from the real server's JSON.
+    counts = {"readyReplicas": ready, "currentReplicas": current, "updatedReplicas": updated}
+    status.update({key: value for key, value in counts.items() if value})
     return status
 
 

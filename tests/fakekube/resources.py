@@ -78,6 +78,15 @@ RESOURCES: tuple[Resource, ...] = (
         categories=("all",),
     ),
     Resource(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        short_names=("sts",),
+        subresources=("scale", "status"),
+        categories=("all",),
+    ),
+    Resource(
         "autoscaling",
         "v2",
         "horizontalpodautoscalers",

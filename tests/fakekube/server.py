@@ -290,7 +290,8 @@ class FakeKube:
 
     def put_object(self, obj: Obj) -> Obj:
         """Create or overwrite an object as given, status included, without validation; returns it as
-        stored. A Deployment then gets the simulated controller's status, as any write to one does."""
+        stored. A Deployment or StatefulSet then gets the simulated controller's status, as any write
+        to one does."""
         return self._cluster.put(obj)
 
     def get_object(self, kind: str, namespace: str | None, name: str) -> Obj | None:
@@ -343,6 +344,32 @@ class FakeKube:
             )
         )
 
+    def add_statefulset(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int = 1,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        cpu_request: str | None = "500m",
+        memory_request: str | None = "256Mi",
+        image: str = "registry.local/app:1.0",
+    ) -> Obj:
+        """A StatefulSet selecting pods by `app=<name>` (plus `labels` on it and its pods)."""
+        return self.put_object(
+            builders.statefulset(
+                namespace,
+                name,
+                replicas=replicas,
+                labels=labels,
+                annotations=annotations,
+                cpu_request=cpu_request,
+                memory_request=memory_request,
+                image=image,
+            )
+        )
+
     def add_hpa(
         self,
         namespace: str,
@@ -353,11 +380,13 @@ class FakeKube:
         max_replicas: int = 10,
         cpu_utilization: int = 80,
         current_replicas: int | None = None,
+        target_kind: str = "Deployment",
     ) -> Obj:
-        """An autoscaling/v2 HPA on a CPU-utilisation target; status as a settled HPA controller's
-        (current replicas default to the deployment's spec.replicas)."""
+        """An autoscaling/v2 HPA on a CPU-utilisation target scaling the `target_kind` named
+        `deployment`; status as a settled HPA controller's (current replicas default to the
+        target's spec.replicas)."""
         if current_replicas is None:
-            target = self.get_object("Deployment", namespace, deployment)
+            target = self.get_object(target_kind, namespace, deployment)
             current_replicas = target["spec"].get("replicas") if target is not None else None
         return self.put_object(
             builders.hpa(
@@ -368,6 +397,7 @@ class FakeKube:
                 max_replicas=max_replicas,
                 cpu_utilization=cpu_utilization,
                 current_replicas=current_replicas,
+                target_kind=target_kind,
             )
         )
 
@@ -382,16 +412,18 @@ class FakeKube:
         ready_at: datetime | None = None,
         phase: str = "Running",
         owner: str | None = None,
+        owner_kind: str = "Deployment",
     ) -> Obj:
         """A pod whose Ready condition turned True at `ready_at` (or False, if not `ready`).
 
-        `owner` names a deployment whose pod labels the pod gets, so its selector finds the pod."""
+        `owner` names a workload (of `owner_kind`) whose pod labels the pod gets, so its selector
+        finds the pod."""
         pod_labels = dict(labels or {})
         if owner is not None:
-            deployment = self.get_object("Deployment", namespace, owner)
-            if deployment is None:
-                raise KeyError(f"no deployment {namespace}/{owner}")
-            pod_labels = {**deployment["spec"]["template"]["metadata"].get("labels", {}), **pod_labels}
+            workload = self.get_object(owner_kind, namespace, owner)
+            if workload is None:
+                raise KeyError(f"no {owner_kind.lower()} {namespace}/{owner}")
+            pod_labels = {**workload["spec"]["template"]["metadata"].get("labels", {}), **pod_labels}
         return self.put_object(
             builders.pod(
                 namespace,
@@ -404,23 +436,27 @@ class FakeKube:
             )
         )
 
-    # --- the simulated deployment controller ----------------------------------------------------
+    # --- the simulated deployment and statefulset controllers ------------------------------------
 
     @property
     def auto_ready(self) -> bool:
-        """True: deployment pods are ready as soon as spec.replicas changes; False: see set_ready."""
+        """True: a workload's pods are ready as soon as spec.replicas changes; False: see set_ready."""
         return self._cluster.auto_ready
 
     @auto_ready.setter
     def auto_ready(self, value: bool) -> None:
         self._cluster.auto_ready = value
 
-    def set_ready(self, namespace: str, name: str, ready_replicas: int) -> Obj:
-        """Report `ready_replicas` of a deployment's pods as ready (capped at spec.replicas)."""
-        deployment = self._cluster.reconcile_deployment(namespace, name, ready=ready_replicas)
-        if deployment is None:
-            raise KeyError(f"no deployment {namespace}/{name}")
-        return deployment
+    def set_ready(self, namespace: str, name: str, ready_replicas: int, kind: str = "Deployment") -> Obj:
+        """Report `ready_replicas` of a workload's pods as ready (capped at spec.replicas); a
+        StatefulSet's rolling update ends once all of them are."""
+        if kind == "StatefulSet":
+            workload = self._cluster.reconcile_statefulset(namespace, name, ready=ready_replicas)
+        else:
+            workload = self._cluster.reconcile_deployment(namespace, name, ready=ready_replicas)
+        if workload is None:
+            raise KeyError(f"no {kind.lower()} {namespace}/{name}")
+        return workload
 
     # --- watches and versions -------------------------------------------------------------------
 

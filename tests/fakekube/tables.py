@@ -143,6 +143,18 @@ COLUMNS: dict[str, list[Column]] = {
         ("Images", "string", 1, lambda o: ",".join(c.get("image", "") for c in _containers(o))),
         ("Selector", "string", 1, _selector),
     ],
+    "statefulsets": [
+        ("Name", "string", 0, _name),
+        (
+            "Ready",
+            "string",
+            0,
+            lambda o: f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 1)}",
+        ),
+        ("Age", "string", 0, _age),
+        ("Containers", "string", 1, lambda o: ",".join(c.get("name", "") for c in _containers(o))),
+        ("Images", "string", 1, lambda o: ",".join(c.get("image", "") for c in _containers(o))),
+    ],
     "horizontalpodautoscalers": [
         ("Name", "string", 0, _name),
         ("Reference", "string", 0, _hpa_reference),

@@ -161,3 +161,18 @@ def test_kustomize_builds_configmaps_holding_the_dashboards() -> None:
         for key, text in config_map["data"].items():
             held[key] = json.loads(text)["uid"]
     assert held == {path.name: load_dashboard(path)["uid"] for path in dashboard_files()}
+
+
+def test_load_panels_show_one_metric_each_so_units_never_mix() -> None:
+    board = load_dashboard(DASHBOARDS_DIR / "predictive-autoscaler-target.json")
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["metric"]["type"] == "query"
+    assert "kind)" in variables["metric"]["definition"], (
+        "the kinds the target reports, declared ones too"
+    )
+    per_kind = re.compile(r"predictive_autoscaler_(load|forecast_(mean|lower|upper))\b")
+    for panel in board["panels"]:
+        exprs = [t["expr"] for t in panel["targets"]]
+        if any(per_kind.search(e) for e in exprs):
+            assert panel.get("repeat") == "metric", panel["title"]
+            assert all('kind="$metric"' in e for e in exprs), panel["title"]

@@ -37,7 +37,13 @@ from tests.promserver import Dataset, Pod, PromServer, Workload, backfill, free_
 NS = "shop"
 NAME = "web"
 JOB = "predictive-autoscaler"
-VARIABLES = {"namespace": NS, "deployment": NAME, "__rate_interval": "1m", "datasource": "prometheus"}
+VARIABLES = {
+    "namespace": NS,
+    "deployment": NAME,
+    "metric": "requests",
+    "__rate_interval": "1m",
+    "datasource": "prometheus",
+}
 
 # (dashboard uid, panel title, refId) → why the query may return nothing in this run. Empty today:
 # the run is staged so that every panel has data (a 409 on the first scale feeds the error panels, a

@@ -3,14 +3,16 @@ without a cluster.
 
 Covers: per-target series (load, forecast band, error, replicas by source, mode, reasons, lead time,
 scale events) appear with a decision and go away when the target does, or when this replica stops
-deciding (a follower); a predictive replica count or a reason no longer in effect is removed, not
-left stale; every label value comes from an enum or a target's name; controller series (tick
-duration, targets by state, actuation outcomes, leader) exist from the start; Kubernetes API errors
-are counted by status code through the client's hook (a lease that does not exist yet is no error);
-Prometheus queries are timed through the source's hook; `/metrics` is served beside `/healthz` and
-`/readyz`; the `text` log format is one readable line with the fields after it, `json` stays the
-default; `run --log-format` rejects anything else; a forecaster seeded from a series indexed in
-microseconds (pandas 3's default) forecasts at once.
+deciding (a follower); a StatefulSet's series (`deployment="statefulset/<name>"`) stay apart from
+those of a Deployment of the same name, whose labels are as they always were; a predictive replica
+count or a reason no longer in effect is removed, not left stale; every label value comes from an
+enum or a target's name; controller series (tick duration, targets by state, actuation outcomes,
+leader) exist from the start; Kubernetes API errors are counted by status code through the client's
+hook (a lease that does not exist yet is no error); Prometheus queries are timed through the
+source's hook; `/metrics` is served beside `/healthz` and `/readyz`; the `text` log format is one
+readable line with the fields after it, `json` stays the default; `run --log-format` rejects
+anything else; a forecaster seeded from a series indexed in microseconds (pandas 3's default)
+forecasts at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from autoscaler.cli import main
 from autoscaler.forecast_stage import ModelForecaster
 from autoscaler.kube import Forbidden, Kind, connect
-from autoscaler.metrics import MetricKind
+from autoscaler.metrics import BUILTIN_KINDS, MetricKind
 from autoscaler.model import (
     Bounds,
     ForecastQuality,
@@ -43,6 +45,7 @@ from autoscaler.model import (
     Target,
     TargetConfig,
     TargetRef,
+    WorkloadKind,
     WorkloadState,
 )
 from autoscaler.observability.health import HealthServer
@@ -163,6 +166,21 @@ def test_a_decision_exports_the_target_series() -> None:
     assert value(t, p + "last_tick_timestamp_seconds") == NOW
 
 
+def test_a_statefulset_and_a_deployment_of_one_name_keep_their_own_series() -> None:
+    t = Telemetry()
+    sts = TargetRef("shop", "web", WorkloadKind.STATEFULSET)
+    t.tick_done(summary(decision(WEB, replicas=4), decision(sts, replicas=7)), 0.05, NOW)
+    final = "predictive_autoscaler_replicas"
+    assert value(t, final, **web(source="final")) == 4
+    assert value(t, final, **web(deployment="statefulset/web", source="final")) == 7
+    events = "predictive_autoscaler_scale_events_total"
+    for labels in (web(direction="up"), web(deployment="statefulset/web", direction="up")):
+        assert value(t, events, **labels) == 1
+    t.tick_done(summary(decision(WEB, replicas=4)), 0.05, NOW + 30)
+    assert value(t, final, **web(deployment="statefulset/web", source="final")) is None
+    assert value(t, final, **web(source="final")) == 4, "the Deployment's series stay"
+
+
 def test_a_target_that_goes_away_takes_its_series_with_it() -> None:
     t = Telemetry()
     t.tick_done(summary(decision(WEB), decision(API)), 0.05, NOW)
@@ -208,7 +226,7 @@ def test_label_values_are_bounded() -> None:
     allowed = {
         "namespace": {"shop", "blog"},
         "deployment": {"web", "api"},
-        "kind": {k.value for k in MetricKind},
+        "kind": {k.value for k in BUILTIN_KINDS},
         "source": {s.value for s in ReplicaSource},
         "mode": {m.value for m in Mode},
         "reason": {r.value for r in Reason},

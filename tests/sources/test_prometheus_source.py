@@ -6,6 +6,9 @@
   request selector; samples carry their own timestamp;
 * a Deployment name used in two namespaces never mixes, and a target never borrows another
   namespace's series;
+* StatefulSets: their load comes through their own ownership (`kube_pod_owner` names them, no
+  ReplicaSet), alone or beside a Deployment of the same name in the same namespace, which keeps its
+  own; a query for StatefulSets alone joins no Deployment;
 * batching: the queries per tick do not grow with the number of targets (50 vs 2), only distinct
   request selectors add one; a new target's history is fetched once, later ticks ask only for the new
   window (one step of overlap); chunked history fetches equal unchunked ones;
@@ -40,8 +43,16 @@ import pandas as pd
 import pytest
 
 from autoscaler.config import PREFIX
-from autoscaler.metrics import MetricKind
-from autoscaler.model import Bounds, LoadSnapshot, Target, TargetConfig, TargetRef, WorkloadState
+from autoscaler.metrics import BUILTIN_KINDS, MetricKind
+from autoscaler.model import (
+    Bounds,
+    LoadSnapshot,
+    Target,
+    TargetConfig,
+    TargetRef,
+    WorkloadKind,
+    WorkloadState,
+)
 from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector, parse_selector
 from autoscaler.sources.prometheus import (
     FetchPurpose,
@@ -60,7 +71,7 @@ STEP = 60
 WINDOW = 120.0  # the rate window of SETTINGS, in seconds
 HOURS = 3600.0
 CUSTOM = SeriesSelector("app_hits_total", (LabelMatcher("handler", MatchOp.EQUAL, "/checkout"),))
-ALL_KINDS = tuple(MetricKind)
+ALL_KINDS = BUILTIN_KINDS
 
 WEB = TargetRef("shop", "web")
 SHOP_API = TargetRef("shop", "api")
@@ -70,6 +81,8 @@ CUSTOM_REF = TargetRef("blog", "custom")
 BROKEN = TargetRef("shop", "broken")
 STALE = TargetRef("shop", "stale")
 ORPHAN = TargetRef("shop", "orphan")
+WEB_STS = TargetRef("shop", "web", WorkloadKind.STATEFULSET)  # beside the Deployment shop/web
+DB_STS = TargetRef("shop", "db", WorkloadKind.STATEFULSET)
 BULK = tuple(TargetRef("bulk", f"bulk-{i:02d}") for i in range(48))
 HEALTHY = (WEB, SHOP_API, BLOG_API, GAPPY, CUSTOM_REF, BULK[0], BULK[47])
 
@@ -136,9 +149,11 @@ def close_to(actual: float, expected: float) -> bool:
         pytest.param(CUSTOM_REF, id="custom-selector"),
         pytest.param(BULK[0], id="bulk-first"),
         pytest.param(BULK[47], id="bulk-last"),
+        pytest.param(WEB_STS, id="statefulset-beside-same-named-deployment"),
+        pytest.param(DB_STS, id="statefulset"),
     ],
 )
-@pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in MetricKind])
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in BUILTIN_KINDS])
 def test_latest_value_matches_the_data(
     observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]],
     prometheus: PromEnv,
@@ -171,7 +186,7 @@ def _compare_history(series: pd.Series, dataset: Dataset, ref: TargetRef, kind: 
 def test_history_matches_the_data_at_every_step(
     observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv, ref: TargetRef
 ) -> None:
-    for kind in MetricKind:
+    for kind in BUILTIN_KINDS:
         series = observed[0].recorded(ref, kind)
         assert series is not None
         # Six hours at one-minute steps; only the points next to rollouts and gaps are not pinned.
@@ -194,7 +209,7 @@ def test_same_name_in_two_namespaces_never_mixes(
     observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
 ) -> None:
     shop, blog = observed[1][SHOP_API], observed[1][BLOG_API]
-    for kind in MetricKind:
+    for kind in BUILTIN_KINDS:
         shop_sample, blog_sample = shop.get(kind), blog.get(kind)
         assert shop_sample is not None
         assert blog_sample is not None
@@ -206,6 +221,47 @@ def test_same_name_in_two_namespaces_never_mixes(
             blog_sample.value,
             prometheus.dataset.expected(BLOG_API, kind, prometheus.anchor, WINDOW) or -1,
         )
+
+
+def test_a_statefulset_and_a_deployment_of_one_name_each_get_their_own_load(
+    observed: tuple[PrometheusSource, dict[TargetRef, LoadSnapshot]], prometheus: PromEnv
+) -> None:
+    deployment, statefulset = observed[1][WEB], observed[1][WEB_STS]
+    for kind in ALL_KINDS:
+        values = {}
+        for ref, snapshot in ((WEB, deployment), (WEB_STS, statefulset)):
+            sample = snapshot.get(kind)
+            expected = prometheus.dataset.expected(ref, kind, prometheus.anchor, WINDOW)
+            assert sample is not None
+            assert expected is not None
+            assert close_to(sample.value, expected), (ref, kind, sample.value, expected)
+            values[ref] = sample.value
+        assert not close_to(values[WEB], values[WEB_STS]), "the two loads differ in the data"
+
+
+def test_statefulsets_alone_get_their_load_through_their_own_ownership(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus))
+    targets = [target(DB_STS), target(WEB_STS)]
+    for now in (prometheus.anchor - STEP, prometheus.anchor):  # a history fetch, then an update
+        loads = source.observe(targets, now)
+        for ref in (DB_STS, WEB_STS):
+            for kind in ALL_KINDS:
+                sample = loads[ref].get(kind)
+                expected = prometheus.dataset.expected(ref, kind, now, WINDOW)
+                assert sample is not None
+                assert expected is not None
+                assert close_to(sample.value, expected), (ref, kind, sample.value, expected)
+    # The update is confined to the namespace only, and joins StatefulSets alone: shop's
+    # Deployments (web among them) never come back.
+    cpu = next(r for r in source.last_fetches if r.kind is MetricKind.CPU)
+    assert (cpu.purpose, cpu.returned, cpu.series) == (FetchPurpose.UPDATE, 2, 2)
+    series = source.recorded(DB_STS, MetricKind.CPU)
+    assert series is not None
+    assert _compare_history(series, prometheus.dataset, DB_STS, MetricKind.CPU) > 280
+    start = prometheus.anchor - 2 * HOURS
+    history = source.fetch_history(WEB_STS, ALL_KINDS, start, prometheus.anchor)
+    assert _compare_history(history[MetricKind.REQUESTS], prometheus.dataset, WEB_STS,
+                            MetricKind.REQUESTS) > 100  # fmt: skip
 
 
 def test_a_target_only_gets_series_of_its_own_namespace(prometheus: PromEnv) -> None:
@@ -234,7 +290,7 @@ def test_a_target_only_gets_series_of_its_own_namespace(prometheus: PromEnv) -> 
         pytest.param(STALE, None, id="stale-target-left-out"),
         pytest.param(ORPHAN, None, id="replicaset-without-deployment-left-out"),
         pytest.param(BROKEN, {MetricKind.CPU}, id="nan-memory-and-gappy-counter-missing"),
-        pytest.param(GAPPY, set(MetricKind), id="old-gap-does-not-matter-now"),
+        pytest.param(GAPPY, set(BUILTIN_KINDS), id="old-gap-does-not-matter-now"),
     ],
 )
 def test_broken_series_leave_their_kind_out(
@@ -247,7 +303,7 @@ def test_broken_series_leave_their_kind_out(
         assert ref not in loads
         return
     snapshot = loads[ref]
-    assert {kind for kind in MetricKind if snapshot.get(kind) is not None} == available
+    assert {kind for kind in BUILTIN_KINDS if snapshot.get(kind) is not None} == available
 
 
 def test_nan_points_are_dropped_not_kept(prometheus: PromEnv) -> None:
@@ -413,7 +469,7 @@ def test_fetch_history_serves_a_backtest_without_touching_the_cache(prometheus: 
     source = PrometheusSource(settings_for(prometheus))
     start, end = prometheus.anchor - 2 * HOURS, prometheus.anchor
     series = source.fetch_history(WEB, ALL_KINDS, start, end)
-    assert set(series) == set(MetricKind)
+    assert set(series) == set(BUILTIN_KINDS)
     for kind, values in series.items():
         assert len(values) == 121
         assert values.index[0].timestamp() == start

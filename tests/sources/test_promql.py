@@ -5,7 +5,9 @@
 * the request-selector grammar: accepted selectors and named rejections (quotes, braces, injected
   PromQL, regex tricks, reserved labels, newlines, empty, too long…);
 * query builders: one query per metric kind for N targets (plus one per distinct request selector),
-  every series selector confined to the targets' namespaces, optionally to their Deployments.
+  every series selector confined to the targets' namespaces, optionally to their Deployments; a
+  StatefulSet among the targets adds its own ownership and the `workload_kind` label that tells it
+  from a Deployment of the same name, and a query for Deployments alone stays as documented.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from autoscaler.metrics import MetricKind
-from autoscaler.model import Bounds, Target, TargetConfig, TargetRef, WorkloadState
+from autoscaler.metrics import BUILTIN_KINDS, MetricKind
+from autoscaler.model import Bounds, Target, TargetConfig, TargetRef, WorkloadKind, WorkloadState
 from autoscaler.selectors import (
     MAX_MATCHERS,
     LabelMatcher,
@@ -261,7 +263,7 @@ def test_selector_error_is_a_value_error() -> None:
 # --- query builders ---------------------------------------------------------------------------------
 
 
-def _target(ns: str, name: str, kinds: tuple[MetricKind, ...] = tuple(MetricKind),
+def _target(ns: str, name: str, kinds: tuple[MetricKind, ...] = BUILTIN_KINDS,
             selector: SeriesSelector | None = None) -> Target:  # fmt: skip
     selectors = {} if selector is None else {MetricKind.REQUESTS: selector}
     config = TargetConfig(metrics=kinds, bounds=Bounds(1, 10), per_pod={MetricKind.REQUESTS: 10.0},
@@ -306,7 +308,7 @@ def test_only_distinct_selectors_add_groups() -> None:
     assert TargetRef("c", "cpu-only") not in memory.refs
 
 
-@pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in MetricKind])
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in BUILTIN_KINDS])
 def test_every_selector_of_a_query_is_confined_to_the_targets_namespaces(kind: MetricKind) -> None:
     refs = [TargetRef("shop", "web"), TargetRef("blog", "api"), TargetRef("shop", "api")]
     query = load_query(kind, refs, rate_window="2m", start=0, end=600, selector=DEFAULT)
@@ -327,6 +329,44 @@ def test_deployments_can_be_confined_too() -> None:
     assert f'owner_name=~"api|web\\\\.v2|{"x" * 50}"' in query
     assert f'pod=~"(?:api|web\\\\.v2|{"x" * 40}).*"' in query
     assert "[5m]" in query
+
+
+@pytest.mark.parametrize(
+    ("refs", "owners", "labels"),
+    [
+        pytest.param(
+            [TargetRef("shop", "web"), TargetRef("shop", "web", WorkloadKind.STATEFULSET)],
+            ['kube_replicaset_owner{owner_kind="Deployment",namespace=~"shop",owner_name=~"web"}',
+             'kube_pod_owner{owner_kind="StatefulSet",namespace=~"shop",owner_name=~"web"}'],
+            "deployment, workload_kind",
+            id="same-name-both-kinds",
+        ),
+        pytest.param(
+            [TargetRef("shop", "db", WorkloadKind.STATEFULSET), TargetRef("blog", "api")],
+            ['kube_replicaset_owner{owner_kind="Deployment",namespace=~"blog|shop",owner_name=~"api"}',
+             'kube_pod_owner{owner_kind="StatefulSet",namespace=~"blog|shop",owner_name=~"db"}'],
+            "deployment, workload_kind",
+            id="each-kind-confined-to-its-own-names",
+        ),
+        pytest.param(
+            [TargetRef("shop", "db", WorkloadKind.STATEFULSET)],
+            ['kube_pod_owner{owner_kind="StatefulSet",namespace=~"shop",owner_name=~"db"}'],
+            "deployment, workload_kind",
+            id="statefulsets-alone-join-no-replicaset",
+        ),
+    ],
+)  # fmt: skip
+def test_statefulsets_are_joined_by_their_own_ownership(
+    refs: list[TargetRef], owners: list[str], labels: str
+) -> None:
+    query = load_query(MetricKind.CPU, refs, rate_window="2m", start=0, end=60,
+                       restrict_deployments=True)  # fmt: skip
+    assert query.startswith(f"sum by (namespace, {labels}) (")
+    assert f"* on (namespace, pod) group_left ({labels}) " in query
+    assert [o for o in owners if o in query] == owners
+    assert ("kube_replicaset_owner" in query) == any(r.kind is WorkloadKind.DEPLOYMENT for r in refs)
+    # The StatefulSet's kind is its pods' owner kind, kept beside its name.
+    assert '"workload_kind", "$1", "owner_kind", "(.*)"' in query
 
 
 def test_ownership_is_read_once_over_the_whole_range() -> None:

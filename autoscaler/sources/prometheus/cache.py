@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.metrics import MetricKind
 from autoscaler.model import Sample, TargetRef
 from autoscaler.selectors import SeriesSelector
 from autoscaler.sources.prometheus.settings import PrometheusSettings
@@ -140,9 +140,9 @@ class SeriesCache:
             return None
         return regular_series(points.times, points.values, self.settings.step_s, name=kind.value)
 
-    def latest(self, ref: TargetRef, kind: MetricKind, now: float) -> Sample | None:
+    def latest(self, ref: TargetRef, kind: MetricKind, now: float, *, averaged: bool) -> Sample | None:
         """The latest point of `ref` for `kind` at `now`, or None when it is too old or too much of
-        the quality window is missing."""
+        the quality window is missing; `averaged` says the point is a rate over the rate window."""
         points = self._points.get((ref, kind))
         if points is None:
             return None
@@ -164,5 +164,5 @@ class SeriesCache:
             if 1 - present / expected > self.settings.max_missing_share:
                 return None
         # A counter's load is its rate over the rate window; a gauge is read at its time.
-        window = self.settings.rate_window_s if METRICS[kind].averages_over_rate_window else 0.0
+        window = self.settings.rate_window_s if averaged else 0.0
         return Sample(float(points.values[upto - 1]), float(last_t), window)

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.config import PREFIX
-from autoscaler.metrics import METRICS, MetricKind
-from autoscaler.model import LoadSnapshot, Sample, Target, TargetRef
+from autoscaler.metrics import METRICS, MetricKind, Scope
+from autoscaler.model import LoadSnapshot, Sample, Target, TargetRef, WorkloadKind
 from autoscaler.selectors import SeriesSelector
 from autoscaler.sources.prometheus.cache import Key, SeriesCache, regular_series
 from autoscaler.sources.prometheus.settings import PrometheusSettings
@@ -44,7 +44,7 @@ from autoscaler.sources.prometheus.transport import (
     PrometheusServerError,
     Transport,
 )
-from autoscaler.sources.promql import QueryGroup, group_targets, load_query
+from autoscaler.sources.promql import WORKLOAD_KIND_LABEL, QueryGroup, group_targets, load_query
 from autoscaler.stages import Rejected
 
 __all__ = ["FetchPurpose", "FetchRecord", "PrometheusSource"]
@@ -102,19 +102,28 @@ class _Answer:
 _Parsed = tuple[TargetRef, np.ndarray, np.ndarray, int]
 
 
-def _parse(result: Any) -> list[_Parsed]:
+def _parse(result: Any, group: QueryGroup) -> list[_Parsed]:
+    """The answer's series by target; a namespace total goes to each of the group's targets in
+    that namespace."""
     if not isinstance(result, list):
         raise PrometheusServerError("Prometheus answered something that is not a query result")
+    total = group.spec.scope is Scope.NAMESPACE
     parsed: list[_Parsed] = []
     try:
         for series in result:
             labels = series["metric"]
-            ref = TargetRef(str(labels["namespace"]), str(labels["deployment"]))
+            namespace = str(labels["namespace"])
+            if total:
+                refs = [ref for ref in group.refs if ref.namespace == namespace]
+            else:
+                kind = WorkloadKind(labels.get(WORKLOAD_KIND_LABEL, WorkloadKind.DEPLOYMENT.value))
+                refs = [TargetRef(namespace, str(labels["deployment"]), kind)]
             pairs = series["values"]
             times = np.rint(np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs)))
             values = np.array([p[1] for p in pairs], dtype=np.float64)
             good = np.isfinite(values) & (values >= 0)
-            parsed.append((ref, times[good].astype(np.int64), values[good], int((~good).sum())))
+            kept = (times[good].astype(np.int64), values[good], int((~good).sum()))
+            parsed.extend((ref, *kept) for ref in refs)
     except (KeyError, TypeError, ValueError) as err:
         raise PrometheusServerError(f"malformed answer from Prometheus: {err!r}") from None
     return parsed
@@ -124,7 +133,7 @@ def _rejections(job: _Job, error: PrometheusRejected, targets: Sequence[Target])
     """The targets of a rejected job, each with its annotation and the selector as it wrote it (the
     group's selector is equal to each target's, but may be written with other blanks)."""
     kind = job.group.kind
-    name = METRICS[kind].selector_annotation
+    name = job.group.spec.selector_annotation
     if name is None:  # only a workload's own selector is answered with a rejection
         return []
     # Positions ("1:78: parse error: ...") point into a query its owner never sees.
@@ -134,7 +143,11 @@ def _rejections(job: _Job, error: PrometheusRejected, targets: Sequence[Target])
     config = {t.state.ref: t.config for t in targets}
     out = []
     for ref in job.refs:
-        written = config[ref].selectors.get(kind) if ref in config else None
+        own = config.get(ref)
+        written = None
+        if own is not None:
+            declared = own.custom.get(kind)
+            written = declared.series if declared is not None else own.selectors.get(kind)
         value = str(written if written is not None else job.group.selector)
         out.append(Rejected(ref, kind, PREFIX + name, value, words))
     return out
@@ -218,7 +231,13 @@ class PrometheusSource:
         loads: dict[TargetRef, LoadSnapshot] = {}
         for target in targets:
             samples: dict[MetricKind, Sample | None] = {
-                kind: self._cache.latest(target.state.ref, kind, now) for kind in target.config.metrics
+                kind: self._cache.latest(
+                    target.state.ref,
+                    kind,
+                    now,
+                    averaged=target.config.spec(kind).averages_over_rate_window,
+                )
+                for kind in target.config.metrics
             }
             if any(samples.values()):
                 loads[target.state.ref] = LoadSnapshot(samples)
@@ -313,9 +332,10 @@ class PrometheusSource:
                 end=end,
                 selector=job.group.selector,
                 restrict_deployments=job.purpose is not FetchPurpose.UPDATE,
+                custom=job.group.custom,
             )
             try:
-                return _parse(self._transport.query_range(query, start, end, abort))
+                return _parse(self._transport.query_range(query, start, end, abort), job.group)
             except PrometheusRejected as err:
                 custom = job.group.selector not in (None, self._default_selector)
                 if custom and job.purpose is not FetchPurpose.BACKTEST:
