@@ -7,7 +7,8 @@ workload total (a queue's depth, exported by a pod the workload does not own) ea
 Deployment to load ÷ per-pod target; the queries per tick, counted by a proxy in front of Prometheus,
 do not grow with the number of workloads sharing a declaration; hostile declarations either fail to
 parse (with the key and value named) or, when they parse, never read the other namespace's series or
-another metric; a declaration Prometheus rejects gets one `InvalidAnnotation` Event naming it.
+another metric; a declaration the parser refuses or Prometheus rejects gets one `InvalidAnnotation`
+Event naming it, and the other workloads are scaled.
 
 No forecast is made (the forecaster hands out none), so each decision is the HPA's rule on the
 measured load: what is checked is what the load is and which series it comes from.
@@ -350,11 +351,20 @@ def test_a_declaration_that_is_not_a_plain_selector_is_refused_naming_key_and_va
     assert refused.value.value == declaration
 
 
-def test_a_bad_declaration_gets_an_event_and_other_workloads_are_scaled(
-    fake_kube: FakeKube, kube: Kube, agents_prometheus: PromServer
+@pytest.mark.parametrize(
+    ("declaration", "named"),
+    [
+        pytest.param("gauge per-pod 2 agent_inflight_requests or up", " or up",
+                     id="refused-by-the-parser"),
+        # RE2 refuses a repeat count above 1000, which Python's re (the parser's check) accepts.
+        pytest.param('gauge per-pod 2 agent_inflight_requests{route=~"a{1001}"}', "a{1001}",
+                     id="rejected-by-prometheus"),
+    ],
+)  # fmt: skip
+def test_a_bad_declaration_is_told_and_costs_only_its_workload(
+    fake_kube: FakeKube, kube: Kube, agents_prometheus: PromServer, declaration: str, named: str
 ) -> None:
-    bad = declared("inflight", "gauge per-pod 2 agent_inflight_requests or up")
-    fake_kube.add_deployment(NS, "chat", replicas=3, annotations=bad)
+    fake_kube.add_deployment(NS, "chat", replicas=3, annotations=declared("inflight", declaration))
     good = 'gauge per-pod 2 agent_inflight_requests{route="/v1/chat"}'
     fake_kube.add_deployment(NS, "bulk-00", annotations=declared("inflight", good))
     source = PrometheusSource(settings(agents_prometheus.url))
@@ -365,27 +375,6 @@ def test_a_bad_declaration_gets_an_event_and_other_workloads_are_scaled(
     [told] = events(fake_kube, "InvalidAnnotation")
     assert told.startswith("chat: ")
     assert "metric.inflight" in told
-    assert " or up" in told
-    assert replicas(fake_kube, "chat") == 3
-    assert replicas(fake_kube, "bulk-00") == 2
-
-
-def test_a_declaration_prometheus_rejects_is_told_and_costs_only_its_workload(
-    fake_kube: FakeKube, kube: Kube, agents_prometheus: PromServer
-) -> None:
-    # RE2 refuses a repeat count above 1000, which Python's re (the parser's check) accepts.
-    rejected = 'gauge per-pod 2 agent_inflight_requests{route=~"a{1001}"}'
-    fake_kube.add_deployment(NS, "chat", replicas=3, annotations=declared("inflight", rejected))
-    good = 'gauge per-pod 2 agent_inflight_requests{route="/v1/chat"}'
-    fake_kube.add_deployment(NS, "bulk-00", annotations=declared("inflight", good))
-    source = PrometheusSource(settings(agents_prometheus.url))
-    try:
-        tick(kube, source)
-    finally:
-        source.close()
-    [told] = events(fake_kube, "InvalidAnnotation")
-    assert told.startswith("chat: ")
-    assert "metric.inflight" in told
-    assert "a{1001}" in told
+    assert named in told
     assert replicas(fake_kube, "chat") == 3
     assert replicas(fake_kube, "bulk-00") == 2

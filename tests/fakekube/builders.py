@@ -21,28 +21,15 @@ def deployment(
     cpu_request: str | None,
     memory_request: str | None,
     image: str,
+    kind: str = "Deployment",
 ) -> Obj:
-    return _pod_owner(
-        "Deployment", namespace, name, replicas, labels, annotations, cpu_request, memory_request, image
-    )
-
-
-def statefulset(
-    namespace: str,
-    name: str,
-    *,
-    replicas: int,
-    labels: Mapping[str, str] | None,
-    annotations: Mapping[str, str] | None,
-    cpu_request: str | None,
-    memory_request: str | None,
-    image: str,
-) -> Obj:
-    """A StatefulSet whose pods are named by the headless Service of its own name."""
+    """A pod owner: a Deployment, or a StatefulSet, whose pods are named by the headless Service of
+    its own name."""
     obj = _pod_owner(
-        "StatefulSet", namespace, name, replicas, labels, annotations, cpu_request, memory_request, image
+        kind, namespace, name, replicas, labels, annotations, cpu_request, memory_request, image
     )
-    obj["spec"]["serviceName"] = name
+    if kind == "StatefulSet":
+        obj["spec"]["serviceName"] = name
     return obj
 
 

@@ -329,8 +329,10 @@ class FakeKube:
         cpu_request: str | None = "500m",
         memory_request: str | None = "256Mi",
         image: str = "registry.local/app:1.0",
+        kind: str = "Deployment",
     ) -> Obj:
-        """A Deployment selecting pods by `app=<name>` (plus `labels` on the deployment and its pods)."""
+        """A Deployment (or another `kind` of pod owner) selecting pods by `app=<name>` (plus
+        `labels` on it and its pods)."""
         return self.put_object(
             builders.deployment(
                 namespace,
@@ -341,34 +343,13 @@ class FakeKube:
                 cpu_request=cpu_request,
                 memory_request=memory_request,
                 image=image,
+                kind=kind,
             )
         )
 
-    def add_statefulset(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        replicas: int = 1,
-        labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-        cpu_request: str | None = "500m",
-        memory_request: str | None = "256Mi",
-        image: str = "registry.local/app:1.0",
-    ) -> Obj:
-        """A StatefulSet selecting pods by `app=<name>` (plus `labels` on it and its pods)."""
-        return self.put_object(
-            builders.statefulset(
-                namespace,
-                name,
-                replicas=replicas,
-                labels=labels,
-                annotations=annotations,
-                cpu_request=cpu_request,
-                memory_request=memory_request,
-                image=image,
-            )
-        )
+    def add_statefulset(self, namespace: str, name: str, **options: Any) -> Obj:
+        """A StatefulSet selecting pods by `app=<name>`, with `add_deployment`'s options."""
+        return self.add_deployment(namespace, name, kind="StatefulSet", **options)
 
     def add_hpa(
         self,

@@ -14,23 +14,30 @@ from autoscaler.config import PREFIX
 from autoscaler.metrics import MetricKind
 from autoscaler.model import TargetRef, WorkloadKind
 from autoscaler.sources.cluster import build_snapshot
-from tests.fakekube.builders import deployment, hpa, statefulset
+from tests.fakekube.builders import deployment, hpa
 
 
-def _web(status: dict[str, Any] | None) -> dict[str, Any]:
+def _owner(
+    kind: str, name: str, replicas: int, status: dict[str, Any] | None, requests: tuple[str, str | None]
+) -> dict[str, Any]:
     obj = deployment(
         "shop",
-        "web",
-        replicas=6,
+        name,
+        replicas=replicas,
         labels=None,
         annotations={PREFIX + "enabled": "true"},
-        cpu_request="500m",
-        memory_request=None,
-        image="web:1",
+        cpu_request=requests[0],
+        memory_request=requests[1],
+        image=f"{name}:1",
+        kind=kind,
     )
     if status is not None:
         obj["status"] = status
     return obj
+
+
+def _web(status: dict[str, Any] | None) -> dict[str, Any]:
+    return _owner("Deployment", "web", 6, status, ("500m", None))
 
 
 @pytest.mark.parametrize(
@@ -52,18 +59,7 @@ def test_existing_pods_come_from_the_deployment_status(
 
 
 def _db(status: dict[str, Any]) -> dict[str, Any]:
-    obj = statefulset(
-        "shop",
-        "db",
-        replicas=3,
-        labels=None,
-        annotations={PREFIX + "enabled": "true"},
-        cpu_request="250m",
-        memory_request="1Gi",
-        image="db:1",
-    )
-    obj["status"] = status
-    return obj
+    return _owner("StatefulSet", "db", 3, status, ("250m", "1Gi"))
 
 
 @pytest.mark.parametrize(
@@ -106,9 +102,9 @@ def test_a_statefulset_is_read_from_its_own_status(status: dict[str, Any], rolli
 def test_a_deployment_and_a_statefulset_of_one_name_are_two_targets_with_their_own_hpa() -> None:
     on = {PREFIX + "enabled": "true", PREFIX + "mode": "hpa"}
     objects = {
-        key: [make("shop", "web", replicas=2, labels=None, annotations=on, cpu_request="500m",
-                   memory_request=None, image="web:1")]
-        for key, make in (("deployments", deployment), ("statefulsets", statefulset))
+        key: [deployment("shop", "web", replicas=2, labels=None, annotations=on, cpu_request="500m",
+                         memory_request=None, image="web:1", kind=kind)]
+        for key, kind in (("deployments", "Deployment"), ("statefulsets", "StatefulSet"))
     }  # fmt: skip
     hpas = [
         hpa("shop", "web-deploy", "web", min_replicas=2, max_replicas=5, cpu_utilization=80,
