@@ -41,9 +41,18 @@ class ForecastSettings:
     scored_steps: tuple[int, ...] = (1, 2)
     # Errors are scaled by those of "no change", or by this share of the load where that is larger.
     noise_floor: float = 0.05
+    # Recurring load: the same time of day over up to this many past days, the level reached on
+    # this share of them (at least two days), carried to today's level as measured over the last
+    # `recurring_level_buckets`.
+    recurring_days: int = 7
+    recurring_share: float = 1.0
+    recurring_level_buckets: int = 12
 
 
 DEFAULT_SETTINGS = ForecastSettings()
+DAY_S = 86_400
+# Today's level is taken to be at most this many times that of the past days, or its inverse.
+MAX_LEVEL_CHANGE = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,19 +172,54 @@ class _Track:
         self._model.fit(series)
         self._fitted = True
 
+    def _recurring(self, times: tuple[float, ...], last_bucket: float) -> tuple[float, ...]:
+        """Per bucket of `times`, the load the same time of day reached on at least
+        `recurring_share` of the past days that have it, scaled by how today's last hour compares
+        with the same hour on those days; empty without two such days."""
+        settings = self._settings
+        step = settings.bucket_s
+        known = dict(zip(self._times, self._values, strict=True))
+        recent = [known.get(last_bucket - i * step) for i in range(settings.recurring_level_buckets)]
+        ratios = []
+        for day in range(1, settings.recurring_days + 1):
+            back = day * DAY_S
+            past = [known.get(last_bucket - back - i * step) for i in range(len(recent))]
+            pairs = [(r, p) for r, p in zip(recent, past, strict=True) if None not in (r, p)]
+            then = sum(p for _, p in pairs if p is not None)
+            if pairs and then > 0:
+                ratios.append(sum(r for r, _ in pairs if r is not None) / then)
+        if len(ratios) < 2:
+            return ()
+        ratios.sort()
+        level = min(MAX_LEVEL_CHANGE, max(1 / MAX_LEVEL_CHANGE, ratios[len(ratios) // 2]))
+        out = []
+        for t in times:
+            days = sorted(
+                (v for d in range(1, settings.recurring_days + 1)
+                 if (v := known.get(t - d * DAY_S)) is not None),
+                reverse=True,
+            )  # fmt: skip
+            if len(days) < 2:
+                return ()
+            reached = days[math.ceil(settings.recurring_share * len(days)) - 1]
+            out.append(reached * level)
+        return tuple(out)
+
     def _convert(self, forecast: Forecast, last_bucket: float) -> LoadForecast:
         step = self._settings.bucket_s
         first = last_bucket + step
+        times = tuple(first + i * step for i in range(len(forecast.mean)))
         return LoadForecast(
             kind=self.kind,
             made_at=last_bucket,
             step_s=float(step),
-            times=tuple(first + i * step for i in range(len(forecast.mean))),
+            times=times,
             mean=forecast.mean,
             upper=forecast.upper,
             level=forecast.level,
             quality=self.quality(),
             lower=forecast.lower,
+            recurring=self._recurring(times, last_bucket),
         )
 
 

@@ -199,12 +199,17 @@ class LoadForecast:
     level: float
     quality: ForecastQuality
     lower: tuple[float, ...] = ()
+    # Per bucket, the load the same time of day reached on most of the recent days, at today's
+    # level; empty without days enough to tell (see `autoscaler.forecast_stage`).
+    recurring: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.times) == len(self.mean) == len(self.upper) > 0:
             raise ValueError("a forecast needs matching, non-empty times, mean and upper")
         if self.lower and len(self.lower) != len(self.times):
             raise ValueError("a forecast's lower bound must match its times")
+        if self.recurring and len(self.recurring) != len(self.times):
+            raise ValueError("a forecast's recurring load must match its times")
 
     def at(self, t: float) -> tuple[float, float] | None:
         """(mean, upper) of the bucket holding `t`, or None outside the forecast."""
@@ -223,12 +228,20 @@ class LoadForecast:
     def peak_upper(self, start: float, end: float) -> float | None:
         """Highest upper bound of the buckets that overlap `[start, end]`; None when the forecast
         does not reach `end` (it is too old or too short to cover the lead time)."""
+        return self._peak(self.upper, start, end)
+
+    def peak_recurring(self, start: float, end: float) -> float | None:
+        """Highest recurring load of the buckets that overlap `[start, end]`, as `peak_upper`;
+        None also where there is none."""
+        return self._peak(self.recurring, start, end) if self.recurring else None
+
+    def _peak(self, values: tuple[float, ...], start: float, end: float) -> float | None:
         if self.times[-1] + self.step_s < end:
             return None
         peak: float | None = None
-        for t, upper in zip(self.times, self.upper, strict=True):
+        for t, value in zip(self.times, values, strict=True):
             if t + self.step_s > start and t <= end:
-                peak = upper if peak is None else max(peak, upper)
+                peak = value if peak is None else max(peak, value)
         return peak
 
 

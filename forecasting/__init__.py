@@ -35,6 +35,7 @@ from forecasting.calibration import CalibrationConfig, IntervalCalibrator, Widen
 from forecasting.errors import (
     FitFailedError,
     ForecastError,
+    ForecastOutOfRangeError,
     GapTooLongError,
     InsufficientHistoryError,
     InvalidSeriesError,
@@ -60,6 +61,7 @@ __all__ = [
     "FitReport",
     "Forecast",
     "ForecastError",
+    "ForecastOutOfRangeError",
     "Forecaster",
     "GapTooLongError",
     "InsufficientHistoryError",

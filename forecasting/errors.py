@@ -14,6 +14,7 @@ import pandas as pd
 __all__ = [
     "FitFailedError",
     "ForecastError",
+    "ForecastOutOfRangeError",
     "GapTooLongError",
     "InsufficientHistoryError",
     "InvalidSeriesError",
@@ -79,6 +80,21 @@ class FitFailedError(ForecastError):
         self.reasons = reasons
         detail = "; ".join(reasons) if reasons else "no reason reported"
         super().__init__(f"{model} could not be fitted: {detail}")
+
+
+class ForecastOutOfRangeError(ForecastError):
+    """The forecast leaves the range the series makes plausible: above ``limit``, a generous multiple
+    of the largest value the model was fitted on (a log-scale trend that explodes), or not a number.
+
+    Refused rather than clipped, because a clipped explosion is still no forecast. Retryable: the next
+    points, or the refit they trigger, usually bring the model back; the caller falls back meanwhile.
+    """
+
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, limit: float, detail: str):
+        self.limit = limit
+        super().__init__(f"the forecast {detail} (the bound is {limit:.3g})")
 
 
 class NotFittedError(ForecastError, RuntimeError):

@@ -35,6 +35,11 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
+LARGEST_VALUE = 1e300
+"""Values beyond ±this are refused. No load is that large, and the models need headroom above the
+series within the float range (1.8e308): for sums over a window, the log offset and a forecast bound
+(``transform.HEADROOM`` times the largest value)."""
+
 
 class LongGapPolicy(Enum):
     """What to do with a run of missing points longer than ``PrepConfig.max_fill_steps``."""
@@ -202,6 +207,9 @@ def _clean(series: pd.Series) -> pd.Series:
         raise InvalidSeriesError(f"values are not numeric: {exc}") from exc
     if np.isinf(numbers).any():
         raise InvalidSeriesError("values contain infinities")
+    largest = float(np.nanmax(np.abs(numbers), initial=0.0))
+    if largest > LARGEST_VALUE:
+        raise InvalidSeriesError(f"values reach {largest:.3g}, beyond ±{LARGEST_VALUE:.0e}")
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     index = index.as_unit("ns")

@@ -1,7 +1,9 @@
 """The controller's tick against the fake API server, through the official client.
 
 Covers: mode replicas patches the scale subresource once per change, with an Event and a status
-annotation; dry-run writes nothing to the workload; mode hpa raises the HPA floor ahead of forecast
+annotation; dry-run writes nothing to the workload and tells what it would set once, again only when
+that changes (or came back after it went away, or after the target left), while a change of footing
+gets its own Event as in a real run; mode hpa raises the HPA floor ahead of forecast
 load and restores it (annotation removed) when the forecast falls; a replicas-mode Deployment that an
 HPA targets is refused with one Event; bad annotations give one Event naming key and value, no patch,
 and the other targets are still served; a target whose decision cannot be computed is held with
@@ -41,7 +43,7 @@ from autoscaler.model import (
     TargetRef,
 )
 from autoscaler.patches import ORIGINAL_MIN_KEY
-from autoscaler.policy import PredictivePolicy, Reason
+from autoscaler.policy import Mode, PredictivePolicy, Reason
 from autoscaler.sources.cluster import ClusterObjects, ClusterReader
 from autoscaler.sources.informers import Informers
 from autoscaler.stages import (
@@ -246,6 +248,113 @@ def test_global_dry_run_flag(fake_kube: FakeKube, kube: Kube) -> None:
     controller(kube, loads, dry_run=True).tick(NOW)
     assert writes(fake_kube, "/deployments") == []
     assert replicas(fake_kube, "web") == 2
+
+
+DRY_RUN_BY = [
+    pytest.param(False, {PREFIX + "dry-run": "true"}, id="dry-run-annotation"),
+    pytest.param(True, {}, id="dry-run-flag"),
+]
+
+
+def dry_run_web(
+    fake: FakeKube, kube: Kube, flag: bool, annotation: dict[str, str]
+) -> tuple[Controller, Loads]:
+    """`web` at 2 pods, in dry-run, with three times the load they should carry: it would set 2→6."""
+    fake.add_deployment(NS, "web", replicas=2, annotations={**ON, **annotation})
+    loads = Loads()
+    loads.cores["web"] = 2.1
+    return controller(kube, loads, dry_run=flag), loads
+
+
+def would_set(fake: FakeKube) -> list[str]:
+    return [e["message"].split(":")[0] for e in events(fake, "DryRun")]
+
+
+def scale_by_hand(fake: FakeKube, count: int) -> None:
+    deployment = fake.get_object("Deployment", NS, "web")
+    assert deployment is not None
+    deployment["spec"]["replicas"] = count
+    fake.put_object(deployment)
+
+
+@pytest.mark.parametrize(("flag", "annotation"), DRY_RUN_BY)
+def test_dry_run_tells_a_proposal_once_and_again_when_it_changes(
+    fake_kube: FakeKube, kube: Kube, flag: bool, annotation: dict[str, str]
+) -> None:
+    tick, loads = dry_run_web(fake_kube, kube, flag, annotation)
+    for i in range(4):
+        assert [d.replicas for d in tick.tick(NOW + 30 * i).decisions] == [6]
+    assert would_set(fake_kube) == ["would set replicas 2→6"], "one Event while the proposal stays"
+
+    loads.cores["web"] = 3.15  # asks for 9, rate-limited to 6: another reason, the same proposal
+    decision = tick.tick(NOW + 120).decisions[0]
+    assert (decision.replicas, Reason.RATE_LIMITED in decision.reasons) == (6, True)
+    assert len(would_set(fake_kube)) == 1
+
+    loads.cores["web"] = 1.4  # four pods' worth: it would now set 2→4
+    tick.tick(NOW + 150)
+    tick.tick(NOW + 180)
+    assert would_set(fake_kube) == ["would set replicas 2→6", "would set replicas 2→4"]
+    assert writes(fake_kube, "/deployments/web") == []
+
+
+@pytest.mark.parametrize(("flag", "annotation"), DRY_RUN_BY)
+def test_dry_run_tells_a_proposal_again_once_it_went_away(
+    fake_kube: FakeKube, kube: Kube, flag: bool, annotation: dict[str, str]
+) -> None:
+    tick, loads = dry_run_web(fake_kube, kube, flag, annotation)
+    tick.tick(NOW)
+    loads.cores["web"] = 0.7  # just right for 2 pods: nothing to set
+    assert [d.changed for d in tick.tick(NOW + 30).decisions] == [False]
+    loads.cores["web"] = 2.1
+    tick.tick(NOW + 60)
+    tick.tick(NOW + 90)
+    assert would_set(fake_kube) == ["would set replicas 2→6"] * 2, "as a real scale-up would be"
+
+
+def test_dry_run_tells_a_change_of_footing_as_a_real_run_does(fake_kube: FakeKube, kube: Kube) -> None:
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations={**ON, PREFIX + "dry-run": "true"})
+    loads, predicted = Loads(), Predicted()
+    loads.cores["web"] = 2.1
+    tick = controller(kube, loads, predicted)
+    tick.tick(NOW)
+    predicted.upper["web"] = 3.15  # a trusted forecast asking for 9, rate-limited to 6 as well
+    decisions = [tick.tick(NOW + 30 * i).decisions[0] for i in (1, 2)]
+    assert [(d.mode, d.replicas) for d in decisions] == [(Mode.PREDICTIVE, 6)] * 2
+    assert len(events(fake_kube, "Predictive")) == 1, "the new footing is told once"
+    assert would_set(fake_kube) == ["would set replicas 2→6"], "what it would set is not repeated"
+
+
+@pytest.mark.parametrize(("flag", "annotation"), DRY_RUN_BY)
+def test_dry_run_tells_a_proposal_again_after_someone_scaled_by_hand(
+    fake_kube: FakeKube, kube: Kube, flag: bool, annotation: dict[str, str]
+) -> None:
+    tick, _ = dry_run_web(fake_kube, kube, flag, annotation)
+    tick.tick(NOW)
+    scale_by_hand(fake_kube, 3)
+    tick.tick(NOW + 30)
+    tick.tick(NOW + 60)
+    assert would_set(fake_kube) == ["would set replicas 2→6", "would set replicas 3→6"]
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        pytest.param(lambda f: reannotate(f, {**ON, PREFIX + "enabled": "false"}), id="opted-out"),
+        pytest.param(lambda f: f.delete_object("Deployment", NS, "web"), id="deployment-deleted"),
+    ],
+)
+def test_dry_run_forgets_a_target_that_left(
+    fake_kube: FakeKube, kube: Kube, leave: Callable[[FakeKube], object]
+) -> None:
+    tick, _ = dry_run_web(fake_kube, kube, False, {PREFIX + "dry-run": "true"})
+    tick.tick(NOW)
+    leave(fake_kube)
+    assert tick.tick(NOW + 30).decisions == ()
+    fake_kube.delete_object("Deployment", NS, "web")  # and back as it was at first
+    fake_kube.add_deployment(NS, "web", replicas=2, annotations={**ON, PREFIX + "dry-run": "true"})
+    tick.tick(NOW + 60)
+    assert would_set(fake_kube) == ["would set replicas 2→6"] * 2, "back again: told afresh"
 
 
 def test_hpa_mode_raises_the_floor_ahead_and_restores_it(fake_kube: FakeKube, kube: Kube) -> None:

@@ -2,7 +2,8 @@
 
 Covers: no forecast (so a reactive fallback) until the model has enough history; forecasts that cover
 the coming buckets once it has; forecasts scored against what then happened (coverage, error against
-"no change"); a target that disappears is forgotten; a forecast tape replayed on the same request
+"no change"); the recurring load is what the same time of day reached on most past days (none
+from one day); a target that disappears is forgotten; a forecast tape replayed on the same request
 trace gives exactly the decisions of the run that recorded it; and on a daily wave with a steep
 morning ramp the predictive policy is overloaded less than the HPA, at a cost close to it.
 """
@@ -154,3 +155,55 @@ def test_predictive_is_ahead_of_the_hpa_on_a_daily_ramp(
     band = predictive.forecast_upper
     assert band is not None
     assert np.mean(~np.isnan(band[len(band) // 2 :])) > 0.95  # forecasts in force once warmed up
+
+
+def batch_job(t: float) -> float:
+    """Requests/s: 20, and 300 for the half hour from 02:00 every day."""
+    return 300.0 if 2 * 3600 <= t % DAY < 2.5 * 3600 else 20.0
+
+
+@pytest.mark.parametrize(
+    ("days", "want"),
+    [
+        pytest.param(3, 300.0, id="three-days-each-with-the-job"),
+        pytest.param(1, None, id="one-day-is-not-a-pattern"),
+    ],
+)
+def test_recurring_load_is_what_the_same_time_reached_on_most_days(
+    days: int, want: float | None
+) -> None:
+    stage = naive_stage()
+    target = Target(WorkloadState(REF, 2, 2), CONFIG)
+    # Up to 01:50 of the next day: the buckets ahead reach into the job's half hour.
+    feed(stage, days * DAY + 110 * 60, [target], batch_job)
+    forecast = stage.latest(REF, MetricKind.REQUESTS)
+    assert forecast is not None
+    assert forecast.mean[0] == pytest.approx(20.0)  # "no change" has not seen it coming
+    if want is None:
+        assert forecast.recurring == ()
+        return
+    assert len(forecast.recurring) == len(forecast.times)
+    by_time = dict(zip(forecast.times, forecast.recurring, strict=True))
+    job = START + days * DAY + 2 * 3600
+    assert by_time[job] == pytest.approx(want)
+    assert by_time[job - 300] == pytest.approx(20.0)
+
+
+def test_a_daily_batch_job_is_served_ahead_even_when_the_forecast_is_not_trusted() -> None:
+    # Around the job the load jumps at random (±60 % every 5 minutes): "no change" forecasts are off
+    # by a third of the load and more, so the trust gate rejects them, as it should; the job itself
+    # comes at 02:00 every day.
+    rng = np.random.default_rng(7)
+    times = np.arange(START, START + 4 * DAY + 1, 300, dtype=np.int64)
+    noisy = 20.0 * (1.0 + rng.uniform(-0.6, 0.6, len(times)))
+    values = np.where((times % DAY >= 2 * 3600) & (times % DAY < 2.5 * 3600), 300.0, noisy) * 300
+    grid = Grid.over(Trace("batch", times, values, 300), SCENARIO.step_s)
+    tape = ForecastTape(ModelForecaster(ForecastSettings(model=ModelName.NAIVE)))
+    predictive = run("predictive", grid, SCENARIO, tape=tape)
+    hpa = run("hpa", grid, SCENARIO)
+    oracle_hours = score(run("oracle", grid, SCENARIO), 1.0).pod_hours
+    p = score(predictive, oracle_hours)
+    h = score(hpa, oracle_hours)
+    assert h.unserved_pct > 1.0  # the HPA starts pods only once the job has arrived
+    assert p.unserved_pct < h.unserved_pct / 3
+    assert p.pod_hours < 1.1 * h.pod_hours

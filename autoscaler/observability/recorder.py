@@ -1,11 +1,12 @@
 """The recorder in a cluster: what was decided and what became of it, for people.
 
 Per decision, from the decision and the actuator's result: an Event for a change (`ScaledUp`,
-`RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set) or a refusal (`Forbidden`); an Event
-when the footing changes (predictive, reactive fallback, hold); one decision log line; and the status
-annotation on the workload, rewritten only when its substance changes. Workloads set aside get their
-Event once per problem, not once per tick, and so does a workload whose tick broke, and one whose own
-series selector Prometheus rejects (`InvalidAnnotation`, naming the key and the value, while it lasts).
+`RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set, told when that changes, not every tick)
+or a refusal (`Forbidden`); an Event when the footing changes (predictive, reactive fallback, hold);
+one decision log line; and the status annotation on the workload, rewritten only when its substance
+changes. Workloads set aside get their Event once per problem, not once per tick, and so does a
+workload whose tick broke, and one whose own series selector Prometheus rejects (`InvalidAnnotation`,
+naming the key and the value, while it lasts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from autoscaler.kube import Kube, KubeError
-from autoscaler.model import Target, TargetRef
+from autoscaler.model import Setpoint, Target, TargetRef
 from autoscaler.observability.events import EventKind, Events
 from autoscaler.patches import STATUS_KEY, annotation_patch
 from autoscaler.policy import Decision, Mode
@@ -107,6 +108,8 @@ class ClusterRecorder:
         self._footing: dict[TargetRef, tuple[Mode, tuple[str, ...]]] = {}
         # The value last told per rejected annotation (target, key), while the rejection lasts.
         self._rejected: dict[tuple[TargetRef, str], str] = {}
+        # What each dry-run target was last told it would set, while it keeps proposing it.
+        self._proposed: dict[TargetRef, Setpoint] = {}
 
     def record(self, target: Target, decision: Decision, result: ActuationResult) -> None:
         ref = decision.ref
@@ -116,9 +119,15 @@ class ClusterRecorder:
         explained = decision.explain(head=None if setpoint is None else setpoint.head)
         what = "" if setpoint is None else setpoint.describe()
         outcome = result.outcome
+        # A real write moves the workload, so the next tick has nothing left to tell; a dry run
+        # leaves it where it was and proposes the same again, which is no news. Any other outcome
+        # ends the proposal, so proposing it again later is told again, as a write would be.
+        proposed = self._proposed.pop(ref, None)
+        if outcome is ActOutcome.DRY_RUN and setpoint is not None:
+            self._proposed[ref] = setpoint
         if outcome is ActOutcome.APPLIED and setpoint is not None:
             self._events.emit(ref, EventKind.NORMAL, setpoint.done_reason, explained, now)
-        elif outcome is ActOutcome.DRY_RUN:
+        elif outcome is ActOutcome.DRY_RUN and setpoint != proposed:
             self._events.emit(ref, EventKind.NORMAL, "DryRun", f"would set {what}: {explained}", now)
         elif outcome is ActOutcome.FORBIDDEN:
             message = f"cannot set {what}: {result.error}"
@@ -218,6 +227,8 @@ class ClusterRecorder:
         kept = {d.ref for d in report.decisions} | set(report.cooling)
         for gone in [ref for ref in self._footing if ref not in kept]:
             del self._footing[gone]
+        for gone in [ref for ref in self._proposed if ref not in kept]:
+            del self._proposed[gone]
         self._forget_rejections(report)
 
     def _forget_rejections(self, report: TickReport) -> None:

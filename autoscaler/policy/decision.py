@@ -39,6 +39,8 @@ class Reason(Enum):
     METRICS_MISSING = "metrics-missing"
     PREDICTIVE_SCALE_UP = "predictive-scale-up"
     FORECAST_HOLDS = "forecast-holds"
+    # Load came at this time of day on most recent days: pods for it ahead, trusted model or not.
+    RECURRING_LOAD = "recurring-load"
     FALLBACK_NO_FORECAST = "fallback-no-forecast"
     FALLBACK_SHORT_HISTORY = "fallback-short-history"
     FALLBACK_POOR_ACCURACY = "fallback-poor-accuracy"
@@ -206,8 +208,9 @@ class Decision:
             return f"{head}: {why}; {basis}, proposal {self.recommendation}"
         level = f"{self.forecast_level:.0%} ≤ " if self.forecast_level is not None else ""
         rising = "" if self.trend_load is None else f", rising to {self.trend_load:.4g}"
+        ahead = "recurring" if Reason.RECURRING_LOAD in self.reasons else "forecast"
         return (
-            f"{head}: {why}; {basis}; forecast {self.forecast_metric.value} {level}"
+            f"{head}: {why}; {basis}; {ahead} {self.forecast_metric.value} {level}"
             f"{self.forecast_peak:.4g}{rising} within {self.lead_s:.0f}s lead → "
             f"{self.predictive_replicas}, reactive {self.reactive_replicas}"
         )

@@ -13,6 +13,10 @@ fewer than the HPA would run now, and the HPA alone whenever the forecast cannot
     against the HPA's 1.349; with the trend, the 50 % level and the windows below, 1.186.
   The lead is the pod start-up time (configured, else measured from recent pods, else a default)
   plus one tick, because a pod created now serves only from then on.
+- Recurring load, per metric, sized the same way: the highest over the lead of what the same time
+  of day reached on most of the recent days, at today's level (`LoadForecast.recurring`). It lifts
+  replicas whether or not the model is trusted: a daily batch job is no noise, and a forecast the
+  trust gate throws away for its error on the rest of the day must not take the job's pods with it.
 - Reactive part: the HPA's proposal on current load (`reactive_proposal`) with the HPA's
   scale-down stabilization; while the forecasts of all its metrics are trusted (and memory is not
   one of them) the window is shortened to the lead, which the forecasts cover. The predictive part
@@ -103,7 +107,7 @@ class _Prediction:
     replicas: int
     kind: MetricKind
     peak: float
-    level: float
+    level: float | None
     trend: float | None
 
 
@@ -148,6 +152,8 @@ class PredictivePolicy:
         untrusted = set(inputs.history.untrusted)
         fallbacks: list[Reason] = []
         best: _Prediction | None = None
+        # What came at this time on most recent days: a floor whether or not the model is trusted.
+        again: _Prediction | None = None
         if not reactive.holding:
             for kind in config.metrics:
                 forecast = inputs.forecasts.get(kind)
@@ -165,6 +171,9 @@ class PredictivePolicy:
                     fallbacks.append(fallback or Reason.FALLBACK_NO_FORECAST)
                 elif best is None or prediction.replicas > best.replicas:
                     best = prediction
+                recurring = self._recurring(inputs, forecast, capacity, lead)
+                if recurring is not None and (again is None or recurring.replicas > again.replicas):
+                    again = recurring
 
         # The reactive part goes through the HPA's stabilization; the predictive part lifts the
         # result (see the module docstring for why the lift has no look-back window).
@@ -186,12 +195,19 @@ class PredictivePolicy:
         mode = Mode.HOLD if reactive.holding else Mode.REACTIVE
         if best is not None:
             mode = Mode.PREDICTIVE
-            if best.replicas > final:
-                first = Reason.PREDICTIVE_SCALE_UP if best.replicas > current else Reason.FORECAST_HOLDS
-                lifted, guards = limit_change(
-                    best.replicas, current, config, self.behavior, inputs.history, now
-                )
-                final = max(final, lifted)
+        lift = best
+        if again is not None and again.replicas > max(final, 0 if best is None else best.replicas):
+            lift = again
+        if lift is not None and lift.replicas > final:
+            mode = Mode.PREDICTIVE
+            if lift is again:
+                first = Reason.RECURRING_LOAD
+            else:
+                first = Reason.PREDICTIVE_SCALE_UP if lift.replicas > current else Reason.FORECAST_HOLDS
+            lifted, guards = limit_change(
+                lift.replicas, current, config, self.behavior, inputs.history, now
+            )
+            final = max(final, lifted)
         reasons = [first, *dict.fromkeys(fallbacks), *guards]
         if state.rollout_in_progress and final < current:
             final = current
@@ -209,11 +225,11 @@ class PredictivePolicy:
             per_pod_target=reactive.per_pod_target,
             mode=mode,
             reactive_replicas=reactive.replicas,
-            predictive_replicas=None if best is None else best.replicas,
-            forecast_metric=None if best is None else best.kind,
-            forecast_peak=None if best is None else best.peak,
-            forecast_level=None if best is None else best.level,
-            trend_load=None if best is None else best.trend,
+            predictive_replicas=None if lift is None else lift.replicas,
+            forecast_metric=None if lift is None else lift.kind,
+            forecast_peak=None if lift is None else lift.peak,
+            forecast_level=None if lift is None else lift.level,
+            trend_load=None if lift is None else lift.trend,
             lead_s=lead,
             untrusted=frozenset(untrusted),
             missing=reactive.missing,
@@ -241,6 +257,18 @@ class PredictivePolicy:
         load = peak if trend is None else max(peak, trend)
         replicas = math.ceil(load / capacity - 1e-9)
         return _Prediction(replicas, forecast.kind, peak, forecast.level, trend), None
+
+    def _recurring(
+        self, inputs: PolicyInputs, forecast: LoadForecast, capacity: float, lead: float
+    ) -> _Prediction | None:
+        """Load that came at this time of day on most recent days, whether or not the model's
+        forecast is trusted: a daily batch job is no noise."""
+        now = inputs.now
+        peak = forecast.peak_recurring(now, now + lead + forecast.step_s / 2)
+        if peak is None:
+            return None
+        replicas = math.ceil(peak / capacity - 1e-9)
+        return _Prediction(replicas, forecast.kind, peak, None, None)
 
     def _trend(self, inputs: PolicyInputs, kind: MetricKind, until: float) -> float | None:
         """The latest sample carried along its rise over the trend window to `until`; None when the

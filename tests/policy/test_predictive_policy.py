@@ -1,5 +1,6 @@
 """The predictive policy on hand-built inputs, one named case per reason path: predictive scale-up
-ahead of a ramp, from the forecast or from the rise the samples show; a forecast holding pods the
+ahead of a ramp, from the forecast or from the rise the samples show, and of load that recurs daily
+even when the forecast is not trusted; a forecast holding pods the
 reactive part would drop, and releasing them when it drops; held by stabilization; clamped by
 bounds; fallback for no forecast, short history, poor accuracy (error, error as a share of the load,
 coverage against the interval's level) and a stale forecast; rejection with hysteresis and re-arm;
@@ -8,6 +9,7 @@ lead time from configured, measured or default start-up; and the one-line explan
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -478,3 +480,39 @@ def test_history_keeps_each_sample_once_and_forgets_old_ones() -> None:
         )
     # Six distinct samples were handed out; the last tick (now + 165 s) keeps the last 100 s.
     assert [(o.at - NOW, o.value) for o in history.seen] == [(90.0, 5.0), (120.0, 6.0)]
+
+
+POOR = ForecastQuality(checked=48, scaled_error=2.0, coverage=0.2)
+
+
+@pytest.mark.parametrize(
+    ("recurring", "want", "first", "mode"),
+    [
+        # 9 came at this time on most days: up ahead of it (as far as the rate limit lets, 3 → 7).
+        pytest.param((3.0, 9.0), 7, Reason.RECURRING_LOAD, Mode.PREDICTIVE, id="lifts-ahead"),
+        # What recurs is within what the load needs now: the HPA's answer, as without it.
+        pytest.param((2.0, 2.5), 3, Reason.WITHIN_TOLERANCE, Mode.REACTIVE, id="below-the-load"),
+    ],
+)
+def test_load_that_recurs_daily_lifts_replicas_whether_or_not_the_model_is_trusted(
+    recurring: tuple[float, float], want: int, first: Reason, mode: Mode
+) -> None:
+    untrusted = dataclasses.replace(forecast([3.0, 3.0], quality=POOR), recurring=recurring)
+    replicas, reasons, got_mode, _ = decide(Case(3.0, 3, untrusted, want, (), Mode.REACTIVE))
+    assert replicas == want
+    assert reasons[0] is first
+    assert Reason.FALLBACK_POOR_ACCURACY in reasons
+    assert got_mode is mode
+
+
+def test_explanation_names_recurring_load_without_an_interval_level() -> None:
+    untrusted = dataclasses.replace(forecast([3.0, 3.0], quality=POOR), recurring=(3.0, 9.0))
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={R: 1.0}, target_utilization=1.0)
+    state = WorkloadState(REF, 3, 3)
+    inputs = PolicyInputs(
+        Target(state, config), LoadSnapshot.of(requests=Sample(3.0, NOW - 30)), DecisionHistory(),
+        NOW, Forecasts.of(requests=untrusted),
+    )  # fmt: skip
+    text = PredictivePolicy().decide(inputs).explain()
+    assert text.startswith("scaled 3→7: recurring-load, fallback-poor-accuracy")
+    assert "recurring requests 9 within 150s lead → 9, reactive 3" in text
