@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -57,6 +56,7 @@ from autoscaler.stages import (
 )
 from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
+from tests.polling import wait_for
 
 NOW = 1_800_000_000.0
 NS = "shop"
@@ -653,15 +653,6 @@ def test_api_outage_never_crashes_and_never_scales_down(fake_kube: FakeKube, kub
         assert replicas(fake_kube, "web") == 8
     finally:
         reader.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_informers_resume_a_dropped_watch_without_listing_again(fake_kube: FakeKube, kube: Kube) -> None:

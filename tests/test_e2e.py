@@ -28,6 +28,7 @@ import pytest
 from autoscaler.config import PREFIX
 from tests.fakekube import FakeKube
 from tests.loadreplay import DailyRamp, History
+from tests.polling import wait_for
 from tests.promserver import PromServer, backfill, free_port, require_binaries
 
 NS, NAME = "shop", "checkout"
@@ -93,15 +94,6 @@ class Timeline:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def events(fake: FakeKube) -> list[tuple[str, str]]:

@@ -23,8 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pytest
 
 from autoscaler.config import PREFIX
 from tests.fakekube import FakeKube
+from tests.polling import eventually
 from tests.promserver import PromEnv
 from tests.test_deploy import (
     COMPONENTS,
@@ -227,13 +227,6 @@ def bound_rules(objects: Sequence[Obj], account: str, account_ns: str) -> list[R
 # --- the controller as it runs in the pod ---------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 class Controller:
     """`predictive-autoscaler run` with the pod's args and environment; stderr collected."""
 
@@ -321,15 +314,15 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
 
     controller = Controller(args, pod_environment(objects, prometheus_url))
     try:
-        wait_for(
+        eventually(
             lambda: lease().get("spec", {}).get("holderIdentity") == "predictive-autoscaler-0", "lease"
         )
-        wait_for(lambda: deployment("web")["spec"]["replicas"] != 2, "scale-up in mode replicas")
-        wait_for(lambda: hpa_floor() != 2, "HPA floor raised in mode hpa")
-        wait_for(lambda: statefulset("db")["spec"]["replicas"] != 2, "a StatefulSet scaled up")
-        wait_for(lambda: hpa_floor("queue") != 2, "a StatefulSet's HPA floor raised")
-        wait_for(lambda: bool(events(fake, "InvalidAnnotation")), "the bad annotation's Event")
-        wait_for(lambda: renewals() >= 2, "lease renewals")
+        eventually(lambda: deployment("web")["spec"]["replicas"] != 2, "scale-up in mode replicas")
+        eventually(lambda: hpa_floor() != 2, "HPA floor raised in mode hpa")
+        eventually(lambda: statefulset("db")["spec"]["replicas"] != 2, "a StatefulSet scaled up")
+        eventually(lambda: hpa_floor("queue") != 2, "a StatefulSet's HPA floor raised")
+        eventually(lambda: bool(events(fake, "InvalidAnnotation")), "the bad annotation's Event")
+        eventually(lambda: renewals() >= 2, "lease renewals")
 
         # Dry-run: web is now asked for more than it has, and only explained.
         web = deployment("web")
@@ -338,7 +331,7 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
         )
         fake.put_object(web)
         scaled_to = web["spec"]["replicas"]
-        wait_for(lambda: bool(events(fake, "DryRun")), "the dry-run Event")
+        eventually(lambda: bool(events(fake, "DryRun")), "the dry-run Event")
         assert deployment("web")["spec"]["replicas"] == scaled_to
     except AssertionError as failure:
         controller.stop()

@@ -21,7 +21,6 @@ import json
 import math
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
@@ -47,6 +46,7 @@ from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
 from autoscaler.stages import NO_HISTORY, Forecaster, RecordedLoad, TickReport, WithoutForecasts
 from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
+from tests.polling import eventually
 from tests.promserver import PromEnv
 
 NS = "shop"
@@ -89,13 +89,6 @@ class Foreseen:
 
     def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
         return None
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -227,7 +220,7 @@ def test_a_statefulset_in_mode_hpa_has_its_hpa_floor_raised_and_given_back(
         (raised,) = events_on(fake_kube, WorkloadKind.STATEFULSET, "RaisedHPAFloor")
         assert raised["message"].startswith(f"HPA web floor 2→{floor}"), raised["message"]
 
-        wait_for(
+        eventually(
             lambda: any(h["spec"]["minReplicas"] == floor for h in informers.objects(Kind.HPA)),
             "the informer to see the raised floor",
         )
@@ -321,7 +314,7 @@ def test_a_floor_left_on_a_statefulsets_hpa_goes_back_and_the_deployments_stays(
         tick.tick(prometheus.anchor)
         assert floors() == {"web-deploy": str(floor), "web-sts": str(floor)}
         kubectl("annotate", "sts", "web", f"{PREFIX}enabled=false", "--overwrite")
-        wait_for(
+        eventually(
             lambda: (
                 all(h["spec"]["minReplicas"] == floor for h in informers.objects(Kind.HPA))
                 and all(

@@ -30,6 +30,7 @@ import pytest
 from autoscaler.config import PREFIX, STATUS_KEY
 from autoscaler.patches import ORIGINAL_MIN_KEY
 from tests.fakekube import FakeKube
+from tests.polling import wait_for
 from tests.promserver import PromEnv, PromServer
 
 NS = "shop"
@@ -65,15 +66,6 @@ def start(kubeconfig: Path, *extra: str, prometheus_url: str | None = None) -> s
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def holding_events(fake: FakeKube) -> list[str]:

@@ -32,6 +32,7 @@ import pytest
 from autoscaler.config import PREFIX
 from tests.fakekube import FakeKube
 from tests.grafana import alert_rules, dashboard_files, load_dashboard, queries, substitute
+from tests.polling import eventually
 from tests.promserver import Dataset, Pod, PromServer, Workload, backfill, free_port, require_binaries
 
 NS = "shop"
@@ -61,15 +62,6 @@ def _get(url: str, timeout_s: float = 2.0) -> tuple[int, str]:
             return int(answer.status), answer.read().decode()
     except urllib.error.HTTPError as error:
         return int(error.code), error.read().decode()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    assert condition(), f"timed out waiting for {what}"
 
 
 class ScrapingProm(PromServer):
@@ -189,7 +181,7 @@ def test_dashboards_and_alerts_read_what_the_controller_exports(
     prom = running.prom
     labels = f'namespace="{NS}",deployment="{NAME}",direction="up"'
     events = f"predictive_autoscaler_scale_events_total{{{labels}}}"
-    wait_for(scraped(prom, events, 1), "the first scale-up to be scraped")
+    eventually(scraped(prom, events, 1), "the first scale-up to be scraped")
 
     status, body = _get(running.metrics_url + "/metrics")
     assert status == 200
@@ -203,8 +195,8 @@ def test_dashboards_and_alerts_read_what_the_controller_exports(
     assert deployment is not None
     deployment["spec"]["replicas"] = 1
     fake_kube.put_object(deployment)
-    wait_for(scraped(prom, events, 2), "the second scale-up to be scraped")
-    wait_for(lambda: bool(prom.results(f"increase({events}[1m]) > 0")), "a rise within a minute")
+    eventually(scraped(prom, events, 2), "the second scale-up to be scraped")
+    eventually(lambda: bool(prom.results(f"increase({events}[1m]) > 0")), "a rise within a minute")
 
     empty: list[str] = []
     checked = 0
