@@ -29,14 +29,12 @@ from autoscaler.policy.hpa import (
     DEFAULT_BEHAVIOR,
     HpaBehavior,
     normalize,
+    pods_for,
     reactive_proposal,
     settle,
 )
 
 __all__ = ["CranePolicy", "peak_within"]
-
-# The epsilon keeps a load that is an exact multiple of the target from costing one more pod.
-_WHOLE = 1e-9
 
 
 def peak_within(forecast: LoadForecast, start: float, end: float) -> float | None:
@@ -121,7 +119,7 @@ class CranePolicy:
             if config.within_tolerance(peak / (per_pod * current)):
                 replicas = current
             else:
-                replicas = math.ceil(peak / per_pod - _WHOLE)
+                replicas = pods_for(peak, per_pod)
             if best is None or replicas > best.replicas:
                 best = _Prediction(replicas, peak, kind)
         return best

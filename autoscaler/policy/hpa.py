@@ -47,10 +47,14 @@ __all__ = [
     "ScalingRule",
     "limit_change",
     "normalize",
+    "pods_for",
     "propose_for_metric",
     "reactive_proposal",
     "settle",
 ]
+
+# What float arithmetic may leave above a whole number of pods.
+_ROUNDING = 1e-9
 
 
 class RuleKind(Enum):
@@ -119,7 +123,7 @@ def propose_for_metric(
             return load / (pods * per_pod_target)
         # Whole percent of the request, as the HPA computes utilization (the epsilon keeps a
         # value that is exactly whole from landing a hair below it).
-        utilization = math.floor(100.0 * load / (pods * request) + 1e-9)
+        utilization = math.floor(100.0 * load / (pods * request) + _ROUNDING)
         return utilization / (100.0 * per_pod_target / request)
 
     # Under the CPU rule only ready pods are measured; otherwise every pod counts as it reports.
@@ -193,6 +197,12 @@ def normalize(
         reasons.append(Reason.HELD_BY_STABILIZATION)
     final, limits = limit_change(stabilized, current, config, behavior, history, now)
     return final, (*reasons, *limits)
+
+
+def pods_for(load: float, per_pod: float) -> int:
+    """The whole pods that carry `load` at `per_pod` each. A quotient a rounding error above a whole
+    number (4.000000000001) is that number: float division must not cost a pod."""
+    return math.ceil(load / per_pod - _ROUNDING)
 
 
 def limit_change(

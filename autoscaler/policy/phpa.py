@@ -13,7 +13,6 @@ PHPA's own defaults (up: 100 % or 4 pods per 60 s; down: 100 % per 60 s; scale-d
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from autoscaler.model import TargetConfig
@@ -22,6 +21,7 @@ from autoscaler.policy.hpa import (
     HpaBehavior,
     RuleKind,
     ScalingRule,
+    pods_for,
     reactive_proposal,
     settle,
 )
@@ -60,7 +60,7 @@ class PhpaPolicy:
             if forecast is None or point is None or per_pod is None:
                 continue
             # The epsilon undoes the float noise of replicas × per-pod target ÷ per-pod target.
-            replicas = math.ceil(point[0] / per_pod - 1e-9)
+            replicas = pods_for(point[0], per_pod)
             if predicted is None or replicas > predicted[0]:
                 predicted = (replicas, point[0], forecast.step_s)
         model_wins = predicted is not None and predicted[0] > reactive.replicas

@@ -36,7 +36,6 @@ fewer than the HPA would run now, and the HPA alone whenever the forecast cannot
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from autoscaler.metrics import MetricKind
@@ -46,6 +45,7 @@ from autoscaler.policy.hpa import (
     DEFAULT_BEHAVIOR,
     HpaBehavior,
     limit_change,
+    pods_for,
     reactive_proposal,
     settle,
 )
@@ -255,7 +255,7 @@ class PredictivePolicy:
             return None, Reason.FALLBACK_STALE_FORECAST
         trend = self._trend(inputs, forecast.kind, now + lead)
         load = peak if trend is None else max(peak, trend)
-        replicas = math.ceil(load / capacity - 1e-9)
+        replicas = pods_for(load, capacity)
         return _Prediction(replicas, forecast.kind, peak, forecast.level, trend), None
 
     def _recurring(
@@ -267,7 +267,7 @@ class PredictivePolicy:
         peak = forecast.peak_recurring(now, now + lead + forecast.step_s / 2)
         if peak is None:
             return None
-        replicas = math.ceil(peak / capacity - 1e-9)
+        replicas = pods_for(peak, capacity)
         return _Prediction(replicas, forecast.kind, peak, None, None)
 
     def _trend(self, inputs: PolicyInputs, kind: MetricKind, until: float) -> float | None:

@@ -11,13 +11,12 @@ differs from the original.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from autoscaler.metrics import MetricKind
 from autoscaler.model import TargetConfig
 from autoscaler.policy.decision import Decision, Mode, PolicyInputs, Reason
-from autoscaler.policy.hpa import HpaPolicy
+from autoscaler.policy.hpa import HpaPolicy, pods_for
 
 __all__ = ["ScheduledPolicy"]
 
@@ -48,7 +47,7 @@ class ScheduledPolicy:
             if point is None or per_pod is None:
                 continue
             # The epsilon keeps a load that is an exact multiple from costing one more pod.
-            wanted = math.ceil(point[0] / per_pod - 1e-9)
+            wanted = pods_for(point[0], per_pod)
             if best is None or wanted > best[0]:
                 best = (wanted, point[0], kind)
         if best is None:

@@ -4,7 +4,6 @@ is computed directly from the demand it foresees."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from autoscaler.metrics import MetricKind
 from autoscaler.model import TargetRef
 from autoscaler.policy import Decision, HpaPolicy, Policy, PredictivePolicy
 from autoscaler.policy.crane import CranePolicy
+from autoscaler.policy.hpa import pods_for
 from autoscaler.policy.phpa import PhpaPolicy
 from autoscaler.policy.scheduled import ScheduledPolicy
 from autoscaler.reconcile import DecisionMemory, Stages, reconcile_once
@@ -84,7 +84,7 @@ def _needed(grid: Grid, scenario: Scenario) -> IntArray:
 
 def _initial_replicas(grid: Grid, scenario: Scenario) -> int:
     per_pod = scenario.capacity * scenario.target_utilization
-    wanted = math.ceil(float(grid.demand[0]) / per_pod - 1e-9)
+    wanted = pods_for(float(grid.demand[0]), per_pod)
     return min(scenario.max_replicas, max(scenario.min_replicas, wanted))
 
 

@@ -16,7 +16,6 @@ estimated, whose weight the smoothing has by then decayed (README, "Peers").
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import deque
 from collections.abc import Set as AbstractSet
@@ -29,7 +28,7 @@ from statsmodels.tsa.holtwinters import ExponentialSmoothing
 from autoscaler.metrics import MetricKind
 from autoscaler.model import ForecastQuality, Forecasts, LoadForecast, LoadSnapshot, Target, TargetRef
 from autoscaler.policy.decision import DecisionHistory, PolicyInputs
-from autoscaler.policy.hpa import HpaBehavior, reactive_proposal
+from autoscaler.policy.hpa import HpaBehavior, pods_for, reactive_proposal
 from autoscaler.policy.phpa import PHPA_BEHAVIOR
 from autoscaler.stages import NO_HISTORY, RecordedLoad
 
@@ -37,8 +36,6 @@ __all__ = ["HoltWinters", "LinearReplicas", "ReplicaModels"]
 
 DAY_S = 86_400
 _UNSCORED = ForecastQuality(checked=0, scaled_error=None, coverage=None)
-# Rounding up a prediction that is whole but for float noise would cost a pod PHPA does not add.
-_WHOLE = 1e-9
 
 
 @dataclass(slots=True)
@@ -64,7 +61,7 @@ class LinearReplicas:
         sxx = sum((x - mean_x) ** 2 for x in xs)
         sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
         intercept = mean_y - (sxy / sxx) * mean_x if sxx > 0 else mean_y
-        return math.ceil(intercept - _WHOLE)
+        return pods_for(intercept, 1.0)
 
 
 @dataclass(slots=True)
@@ -102,7 +99,7 @@ class HoltWinters:
             self._level = self.alpha * (y - season) + (1 - self.alpha) * (level + trend)
             self._trend = self.beta * (self._level - level) + (1 - self.beta) * trend
             self._seasons.append(self.gamma * (y - level - trend) + (1 - self.gamma) * season)
-        return math.ceil(self._level + self._trend + self._seasons[0] - _WHOLE)
+        return pods_for(self._level + self._trend + self._seasons[0], 1.0)
 
     def _fit_first(self) -> None:
         model = ExponentialSmoothing(
