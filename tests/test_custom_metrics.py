@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.config import PREFIX, AnnotationError, parse_annotations
-from autoscaler.kube import JsonObject, Kind, Kube, connect
+from autoscaler.kube import Kube, connect
 from autoscaler.metrics import MetricKind
 from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetConfig, TargetRef, WorkloadState
 from autoscaler.policy import PredictivePolicy
@@ -34,6 +34,7 @@ from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
 from tests.faultproxy import FaultProxy
 from tests.promserver import PromServer, backfill, require_binaries
+from tests.test_controller import Listed
 
 ANCHOR = 1_800_000_000.0 // 3600 * 3600  # the data's end, and the tick's `now`
 SCRAPE_S = 30
@@ -171,24 +172,6 @@ class NoForecast:
 
     def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
         return None
-
-
-class Listed:
-    """Objects from fresh lists: every tick sees the server's state without watch delays."""
-
-    synced = True
-
-    def __init__(self, kube: Kube) -> None:
-        self._kube = kube
-
-    def objects(self, kind: Kind) -> list[JsonObject]:
-        return self._kube.list(kind, None)[0]
-
-    def forget(self, ref: TargetRef) -> None:
-        return None
-
-    def stale(self) -> Mapping[str | None, str]:
-        return {}
 
 
 def declared(metric: str, declaration: str, **more: str) -> dict[str, str]:

@@ -48,6 +48,7 @@ from autoscaler.wiring import Controller, cluster_stages
 from tests.fakekube import FakeKube
 from tests.polling import eventually
 from tests.promserver import PromEnv
+from tests.test_controller import writes
 
 NS = "shop"
 DEPLOYMENT = TargetRef(NS, "web")
@@ -159,14 +160,6 @@ def events_on(fake: FakeKube, kind: WorkloadKind, reason: str) -> list[dict[str,
         {"name": e["involvedObject"]["name"], "message": e.get("message", "")}
         for e in fake.list_objects("Event", NS)
         if e.get("reason") == reason and e["involvedObject"]["kind"] == kind.value
-    ]
-
-
-def writes(fake: FakeKube, fragment: str) -> list[str]:
-    return [
-        f"{r.method} {r.path}"
-        for r in fake.requests
-        if r.method in ("PATCH", "PUT", "POST", "DELETE") and fragment in r.path
     ]
 
 

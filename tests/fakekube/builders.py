@@ -25,25 +25,6 @@ def deployment(
 ) -> Obj:
     """A pod owner: a Deployment, or a StatefulSet, whose pods are named by the headless Service of
     its own name."""
-    obj = _pod_owner(
-        kind, namespace, name, replicas, labels, annotations, cpu_request, memory_request, image
-    )
-    if kind == "StatefulSet":
-        obj["spec"]["serviceName"] = name
-    return obj
-
-
-def _pod_owner(
-    kind: str,
-    namespace: str,
-    name: str,
-    replicas: int,
-    labels: Mapping[str, str] | None,
-    annotations: Mapping[str, str] | None,
-    cpu_request: str | None,
-    memory_request: str | None,
-    image: str,
-) -> Obj:
     pod_labels = {"app": name, **(labels or {})}
     requests = {
         key: value
@@ -58,7 +39,7 @@ def _pod_owner(
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(pod_labels)}
     if annotations:
         meta["annotations"] = dict(annotations)
-    return {
+    obj: Obj = {
         "apiVersion": "apps/v1",
         "kind": kind,
         "metadata": meta,
@@ -68,6 +49,9 @@ def _pod_owner(
             "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [container]}},
         },
     }
+    if kind == "StatefulSet":
+        obj["spec"]["serviceName"] = name
+    return obj
 
 
 def hpa(
