@@ -45,13 +45,13 @@ LABEL org.opencontainers.image.title="predictive-autoscaler" \
       org.opencontainers.image.description="Predictive autoscaler for Kubernetes Deployments" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /opt/venv /opt/venv
-# One BLAS thread: a second one doubles the CPU used and saves no time. matplotlib (used only by
-# the offline commands) writes its cache under /tmp, the one writable place in the pod.
+# One BLAS thread: a second one doubles the CPU used and saves no time. HOME is /tmp, the one
+# writable place in the pod. matplotlib is not installed: only the offline commands draw, and
+# `simulate --plot` here says to install predictive-autoscaler[plot].
 ENV PATH=/opt/venv/bin:$PATH \
     OPENBLAS_NUM_THREADS=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/tmp
 # A numeric user and group that exist in no base image: `runAsNonRoot` can check a number.
 USER 65532:65532

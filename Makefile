@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+# Helm's Go library for tests/test_helm.py; the wheel says Python 3.12 but works on 3.11.
+	$(BIN)/pip install --quiet --ignore-requires-python helm-sdkpy==0.1.32
 	touch $(STAMP)
 
 demo: $(STAMP)

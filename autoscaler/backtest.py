@@ -3,6 +3,7 @@ and as a plot of actuals against each model's forecasts with its interval band."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,16 @@ def trace_series(trace: Trace) -> pd.Series:
 
 
 def backtest_trace(
-    trace: Trace, models: tuple[ModelName, ...], horizon: timedelta, level: float
+    trace: Trace,
+    models: tuple[ModelName, ...],
+    horizon: timedelta,
+    level: float,
+    progress: Callable[[str, float], None] | None = None,
 ) -> BacktestReport:
+    """`progress` hears `("forecast <model>", fraction of its origins done)` as each model runs."""
     steps = steps_for_horizon(timedelta(seconds=trace.step_s), horizon)
-    return run_backtest(trace_series(trace), models, steps, level)
+    per_model = None if progress is None else (lambda model, done: progress(f"forecast {model}", done))
+    return run_backtest(trace_series(trace), models, steps, level, progress=per_model)
 
 
 def to_json(trace: Trace, report: BacktestReport) -> dict[str, Any]:

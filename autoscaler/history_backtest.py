@@ -139,9 +139,12 @@ def run_report(
     scenario: Scenario,
     progress: StudyProgress | None = None,
 ) -> HistoryReport:
+    """`progress` hears of the forecasts (`forecast <model>`), then of each simulated policy
+    (`simulate <policy> u*=…`), each with the fraction of it done."""
     coarse = _coarsen(load.trace, FORECAST_STEP_S)
-    forecast = backtest_trace(coarse, models, horizon, level)
-    study = run_study(load.trace, scenario, POLICIES, progress=progress)
+    forecast = backtest_trace(coarse, models, horizon, level, progress)
+    simulated = None if progress is None else (lambda run, done: progress(f"simulate {run}", done))
+    study = run_study(load.trace, scenario, POLICIES, progress=simulated)
     return HistoryReport(load, coarse, forecast, study)
 
 

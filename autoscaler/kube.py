@@ -152,17 +152,20 @@ def connect(
     on_error: Callable[[KubeError], None] | None = None,
     timeout_s: float = 10.0,
     write_timeout_s: float | None = None,
+    context: str | None = None,
 ) -> Kube:
     """A client from the kubeconfig file if one is given, else the in-cluster service account when
-    running in a pod, else the default kubeconfig ($KUBECONFIG, ~/.kube/config) as kubectl does."""
+    running in a pod, else the default kubeconfig ($KUBECONFIG, ~/.kube/config) as kubectl does.
+    `context` picks a kubeconfig context other than the current one (and so rules out in-cluster)."""
     configuration = client.Configuration()
-    in_cluster = kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ
+    in_cluster = kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ
     try:
         if in_cluster:
             config.load_incluster_config(client_configuration=configuration)
         else:
             config.load_kube_config(
                 config_file=None if kubeconfig is None else str(kubeconfig),
+                context=context,
                 client_configuration=configuration,
             )
     except (ConfigException, OSError, TypeError, ValueError) as error:
@@ -198,6 +201,11 @@ class Kube:
         self._coordination = client.CoordinationV1Api(api)
         self._timeout = timeout_s
         self._write_timeout = timeout_s if write_timeout_s is None else write_timeout_s
+
+    @property
+    def server(self) -> str:
+        """The API server's address, for messages."""
+        return str(self._api.configuration.host)
 
     def _failed(self, exc: _Failure, what: str) -> KubeError:
         return self._heard(_error(exc, what))
@@ -255,6 +263,29 @@ class Kube:
         except ValueError as exc:
             raise Unavailable(f"read {what}: unreadable answer: {exc}") from None
         return body if isinstance(body, dict) else None
+
+    def list_events(self, namespace: str | None, field_selector: str = "") -> list[JsonObject]:
+        """core/v1 Events (in `namespace`, or everywhere), narrowed by a field selector if given."""
+        lister: Any = (
+            self._core.list_event_for_all_namespaces
+            if namespace is None
+            else self._core.list_namespaced_event
+        )
+        args = () if namespace is None else (namespace,)
+        try:
+            response = lister(
+                *args,
+                field_selector=field_selector or None,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+            body = json.loads(response.data)
+        except _FAILURES as exc:
+            raise self._failed(exc, "list events") from None
+        except ValueError as exc:
+            raise self._heard(Unavailable(f"list events: unreadable answer: {exc}")) from None
+        items = (body.get("items") or []) if isinstance(body, dict) else []
+        return [item for item in items if isinstance(item, dict)]
 
     def list(self, kind: Kind, namespace: str | None) -> tuple[list[JsonObject], str]:
         """All objects of `kind` (in `namespace`, or everywhere) and the list's resourceVersion."""

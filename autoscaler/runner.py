@@ -107,8 +107,9 @@ def run_controller(
         PredictivePolicy(interval_s=settings.interval_s),
         dry_run=settings.dry_run,
         may_act=may_act,
+        on_record=telemetry.target_seen,
     )
-    controller = Controller(stages, may_act=may_act)
+    controller = Controller(stages, may_act=may_act, on_problem=telemetry.metrics_problem)
     telemetry.set_leader(elector is None)
     health = None
     if settings.metrics_port is not None:
@@ -136,13 +137,6 @@ def run_controller(
                 health.beat(time.monotonic())
         telemetry.tick_done(report, time.monotonic() - began, time.time())
         ticks += 1
-        if report.acted and report.metrics_error:
-            # Every target holds; say why once per tick, where an operator looks first.
-            log.warning(
-                "metrics unavailable, every target holds: %s",
-                report.metrics_error,
-                extra={"event": "metrics_unavailable", "error": report.metrics_error},
-            )
         log.info(
             "tick done",
             extra={
@@ -150,6 +144,11 @@ def run_controller(
                 "acted": report.acted,
                 "targets": len(report.decisions),
                 "metrics_available": report.metrics_available,
+                # What Prometheus did wrong this tick, if anything; each cause has a line of its
+                # own when it appears (autoscaler.observability.problems).
+                "prometheus_errors": [c.value for c in controller.problems.in_effect]
+                if report.acted
+                else [],
                 "seconds": round(time.monotonic() - began, 3),
             },
         )

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = ["iso_utc", "parse_duration", "parse_time"]
 
-# A bare number of seconds, or one or more `<number><unit>` parts: `90s`, `1m30s`, `1.5h`.
+# One or more `<number><unit>` parts: `90s`, `1m30s`, `1.5h`. A bare number is refused: `--horizon 15`
+# was read as 15 seconds where 15 minutes was meant, and nothing said so.
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)")
 _PARTS = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w|y)\s*)+")
@@ -15,15 +16,14 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604
 
 
 def parse_duration(text: str) -> timedelta:
-    """`900`, `900s`, `15m`, `1m30s`, `1.5h`, `1d`; a bare number is seconds. Raises ValueError for
-    anything else and for durations that are not positive."""
+    """`900s`, `15m`, `1m30s`, `1.5h`, `1d`. Raises ValueError for a bare number (saying a unit is
+    needed), for anything else, and for durations that are not positive."""
     stripped = text.strip()
     if _NUMBER.fullmatch(stripped):
-        seconds = float(stripped)
-    elif _PARTS.fullmatch(stripped):
-        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _PART.findall(stripped))
-    else:
+        raise ValueError(f"{text!r} needs a unit (s, m, h or d), e.g. {stripped}s or {stripped}m")
+    if not _PARTS.fullmatch(stripped):
         raise ValueError(f"{text!r} is not a duration like 15m, 900s or 1h")
+    seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _PART.findall(stripped))
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
     return timedelta(seconds=seconds)

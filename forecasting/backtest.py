@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -66,6 +66,7 @@ from forecasting.series import PrepConfig, RegularSeries, prepare_series
 
 __all__ = [
     "BacktestOptions",
+    "BacktestProgress",
     "BacktestReport",
     "ModelResult",
     "OriginForecast",
@@ -75,6 +76,9 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+BacktestProgress = Callable[[str, float], None]
+"""Told (the model's name, the fraction of its origins done) as a backtest goes: models run one after
+the other, and a slow one (ARIMA on weeks of data) takes minutes."""
 
 
 @dataclass(frozen=True)
@@ -221,8 +225,10 @@ def run_backtest(
     horizon_steps: int,
     level: float = 0.8,
     options: BacktestOptions | None = None,
+    progress: BacktestProgress | None = None,
 ) -> BacktestReport:
-    """Backtest each model on ``series`` (see the module docstring for the procedure)."""
+    """Backtest each model on ``series`` (see the module docstring for the procedure); ``progress``
+    hears of each model's origins as they are done, and of 1.0 when the model is scored."""
     opts = options or BacktestOptions()
     if horizon_steps < 1:
         raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
@@ -232,7 +238,7 @@ def run_backtest(
     origins = _origins(data, horizon_steps, opts)
     scales = _origin_scales(data, origins)
     results = tuple(
-        _run_model(ModelName(name), data, origins, scales, horizon_steps, level, opts)
+        _run_model(ModelName(name), data, origins, scales, horizon_steps, level, opts, progress)
         for name in dict.fromkeys(ModelName(n) for n in model_names)
     )
     every = data.step * _origin_steps(data.step, opts)
@@ -291,6 +297,7 @@ def _run_model(
     horizon: int,
     level: float,
     opts: BacktestOptions,
+    progress: BacktestProgress | None = None,
 ) -> ModelResult:
     started = time.perf_counter()
     frame = data.to_series()
@@ -300,6 +307,8 @@ def _run_model(
     refits = failed = 0
     rows: list[tuple[int, FloatArray, FloatArray, FloatArray]] = []
     for position, origin in enumerate(origins):
+        if progress is not None:
+            progress(name.value, position / len(origins))
         try:
             if not fitted:
                 model.fit(frame.iloc[:origin])
@@ -324,7 +333,10 @@ def _run_model(
                 np.array(prediction.upper),
             )
         )
-    return _score(name, data, origins, scales, horizon, level, opts, rows, failed, refits, started)
+    result = _score(name, data, origins, scales, horizon, level, opts, rows, failed, refits, started)
+    if progress is not None:
+        progress(name.value, 1.0)
+    return result
 
 
 def _score(

@@ -237,7 +237,7 @@ def test_controller_pod_is_locked_down_and_bounded(base: list[Obj]) -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-    # A read-only root needs a writable /tmp (Python's tempfile, matplotlib's cache).
+    # A read-only root needs a writable /tmp (Python's tempfile).
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -439,3 +439,38 @@ def test_example_agent_is_opted_in_validly(example: str, mode: ScaleMode) -> Non
         assert "replicas" not in deployment["spec"], "the HPA owns spec.replicas"
         assert [h["spec"]["scaleTargetRef"]["name"] for h in hpas] == ["support-agent"]
         assert hpas[0]["spec"]["minReplicas"] == 3
+
+
+# --- paths named in comments ----------------------------------------------------------------------
+
+# A word with a slash in a comment is a path unless it is absolute (an HTTP path like /healthz), a
+# URL, numbers (443/6443), an API version (apps/v1) or starts with a domain (a label key such as
+# app.kubernetes.io/name, an annotation prefix, an API group).
+_NOT_A_PATH = re.compile(r"^/|://|^[\d/]+$|^[a-z0-9.]*/v\d+((alpha|beta)\d+)?$|^[^./][^/]*\.[^/]*/")
+_WORD_SEPARATORS = re.compile(r"[\s()`\"',;{}<>\[\]=*]+")
+
+
+def paths_in_comments(manifest: Path) -> list[str]:
+    words: list[str] = []
+    for line in manifest.read_text().splitlines():
+        comment = re.search(r"(?:^|\s)#(.*)$", line)
+        if comment is None:
+            continue
+        for raw in _WORD_SEPARATORS.split(comment.group(1)):
+            word = raw.rstrip(".:")
+            if "/" in word and not _NOT_A_PATH.search(word):
+                words.append(word)
+    return words
+
+
+def test_paths_named_in_deploy_comments_exist() -> None:
+    manifests = sorted(DEPLOY.rglob("*.yaml"))  # rglob does not descend into the chart's link
+    named = {(m, word) for m in manifests for word in paths_in_comments(m)}
+    assert {word for _, word in named} >= {"components/servicemonitor", "tests/test_rbac.py"}
+    # Relative to the file's folder or one around it (the chart's root, deploy/, the repository's).
+    missing = [
+        f"{manifest.relative_to(ROOT)}: {word}"
+        for manifest, word in sorted(named)
+        if not any((base / word).exists() for base in manifest.parents if base.is_relative_to(ROOT))
+    ]
+    assert missing == []

@@ -1546,6 +1546,36 @@ KUBECTL_CASES = [
         id="rollout-status",
     ),
     pytest.param(
+        ["create", "namespace", "predictive-autoscaler"],
+        None,
+        0,
+        r"namespace/predictive-autoscaler created",
+        None,
+        id="create-namespace",
+    ),
+    pytest.param(
+        [
+            "label",
+            "namespace",
+            "shop",
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        ],
+        None,
+        0,
+        r"namespace/shop labeled",
+        None,
+        id="label-namespace",
+    ),
+    pytest.param(
+        ["delete", "namespace", "shop"],
+        None,
+        0,
+        r'namespace "shop" deleted',
+        None,
+        id="delete-namespace",
+    ),
+    pytest.param(
         ["create", "--validate=false", "-f", "-"],
         NEW_DEPLOYMENT,
         0,
@@ -1678,3 +1708,54 @@ def test_kubectl_delete_and_create_are_seen_by_the_client(
         "web",
     ]
     assert apps.read_namespaced_deployment("new", "shop").status.ready_replicas == 3
+
+
+# --- protobuf request bodies ----------------------------------------------------------------------
+
+
+def _pb_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (tests only encode strings, bytes and messages)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def _pb_entry(number: int, name: str, value: bytes) -> bytes:
+    return _pb_field(number, _pb_field(1, name.encode()) + _pb_field(2, value))
+
+
+def _pb_body(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = _pb_field(1, api_version.encode()) + _pb_field(2, kind.encode())
+    return b"k8s\x00" + _pb_field(1, type_meta) + _pb_field(2, raw)
+
+
+def test_a_protobuf_secret_is_stored_as_its_json(fake_kube: FakeKube) -> None:
+    # As client-go's typed clientset sends it (Helm's release records): empty non-pointer fields
+    # included, which JSON would omit.
+    meta = _pb_field(1, b"record") + _pb_field(3, b"") + _pb_entry(11, "owner", b"helm")
+    secret = _pb_field(1, meta) + _pb_entry(2, "release", b"\x00\x01data") + _pb_field(3, b"Opaque")
+    request = urllib.request.Request(
+        f"{fake_kube.url}/api/v1/namespaces/default/secrets",
+        data=_pb_body("v1", "Secret", secret),
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as answer:
+        assert answer.status == 201
+    stored = fake_kube.get_object("Secret", "default", "record")
+    assert stored is not None
+    assert stored["metadata"]["labels"] == {"owner": "helm"}
+    assert stored["data"] == {"release": "AAFkYXRh"}
+    assert stored["type"] == "Opaque"
+
+
+def test_a_protobuf_body_the_fake_cannot_decode_is_refused(fake_kube: FakeKube) -> None:
+    request = urllib.request.Request(
+        f"{fake_kube.url}/api/v1/namespaces/default/configmaps",
+        data=_pb_body("v1", "ConfigMap", _pb_field(1, _pb_field(1, b"settings"))),
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 415
+    assert "v1/ConfigMap" in json.loads(refused.value.read())["message"]
+    assert fake_kube.list_objects("ConfigMap", "default") == []

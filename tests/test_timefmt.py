@@ -1,8 +1,10 @@
 """The one duration parser and timestamp formatter (`autoscaler.timefmt`): durations as the CLI and
-Prometheus write them, bare seconds, compound units, and named rejections; times as the API server
-writes them, both ways."""
+Prometheus write them, compound units, and named rejections (a bare number among them: it needs a
+unit); times as the API server writes them, both ways."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -12,7 +14,6 @@ from autoscaler.timefmt import iso_utc, parse_duration, parse_time
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        pytest.param("900", 900.0, id="bare-seconds"),
         pytest.param("900s", 900.0, id="seconds"),
         pytest.param("15m", 900.0, id="minutes"),
         pytest.param("1.5h", 5400.0, id="fractional-hours"),
@@ -35,10 +36,13 @@ def test_durations_accepted(text: str, seconds: float) -> None:
         pytest.param("1e3", "is not a duration", id="exponent"),
         pytest.param("", "is not a duration", id="empty"),
         pytest.param("0m", "is not a positive duration", id="zero"),
+        pytest.param("15", "'15' needs a unit (s, m, h or d), e.g. 15s or 15m", id="bare-number"),
+        pytest.param(" 900 ", "needs a unit", id="bare-number-spaced"),
+        pytest.param("1.5", "needs a unit", id="bare-fraction"),
     ],
 )
 def test_durations_rejected(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         parse_duration(text)
 
 

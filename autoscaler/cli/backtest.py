@@ -5,28 +5,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoscaler.cli.common import (
     DNS_LABEL,
+    EXIT_FAILURE,
+    LOG_LEVELS,
+    PROG,
     Parser,
     UsageError,
     add_prometheus_flags,
     add_scenario_flags,
+    command_logging,
+    drawable,
     duration,
     number,
     progress_bar,
     prometheus_settings,
     scenario_of,
-    writable,
 )
 from autoscaler.metrics import MetricKind
 from autoscaler.simulate.trace import load_bundled_trace, load_trace
 from forecasting import ForecastError, ModelName, parse_model_names
 
+if TYPE_CHECKING:
+    from autoscaler.sources.prometheus import PrometheusError
+
 __all__ = ["add_backtest", "run_backtest"]
+
+log = logging.getLogger(__name__)
 
 _level = number("in (0, 1)", lambda v: 0 < v < 1)
 
@@ -89,6 +101,13 @@ def add_backtest(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bt.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="warning",
+        help="debug also logs the query behind a Prometheus error and its whole answer "
+        "(default warning)",
+    )
+    bt.add_argument(
         "--plot",
         type=Path,
         metavar="OUT.png",
@@ -132,10 +151,15 @@ _HISTORY_ONLY = (
 
 
 def run_backtest(args: argparse.Namespace) -> int:
+    with command_logging(args.log_level):
+        return _backtest(args)
+
+
+def _backtest(args: argparse.Namespace) -> int:
     from autoscaler.backtest import backtest_trace, to_json, to_text, write_plot
 
     if args.plot is not None:
-        writable(args.plot, "--plot")
+        drawable(args.plot)
     if args.prometheus_url is not None:
         return _backtest_history(args)
     for name in _HISTORY_ONLY:
@@ -143,7 +167,8 @@ def run_backtest(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name.replace('_', '-')} needs --prometheus-url")
     trace = load_bundled_trace() if args.trace is None else load_trace(args.trace)
     try:
-        report = backtest_trace(trace, args.model, args.horizon, args.level)
+        with progress_bar() as bar:
+            report = backtest_trace(trace, args.model, args.horizon, args.level, bar)
     except ForecastError as exc:
         raise UsageError(f"trace {trace.name}: {exc}") from None
     if args.json:
@@ -185,25 +210,30 @@ def _backtest_history(args: argparse.Namespace) -> int:
     end = time.time() if args.end is None else args.end
     ref = TargetRef(*args.target)
     source = PrometheusSource(settings)
-    try:
-        load = load_history(
-            source,
-            ref,
-            end - args.days * 86_400,
-            end,
-            kind=None if args.metric is None else MetricKind(args.metric),
-            selector=selector,
-        )
-    except PrometheusError as exc:
-        raise UsageError(f"Prometheus at {settings.url}: {exc}") from None
-    except HistoryError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        source.close()
-    scenario = scenario_of(args, load.trace, load.kind)
+    reading = f"read {ref} from Prometheus"
     try:
         with progress_bar() as bar:
+            # On a terminal the read shows as a bar of its own; off one its line comes only once
+            # the window is known to be usable, so that a refused one is still reported in one line.
+            bar(reading, 0.0)
+            try:
+                load = load_history(
+                    source,
+                    ref,
+                    end - args.days * 86_400,
+                    end,
+                    kind=None if args.metric is None else MetricKind(args.metric),
+                    selector=selector,
+                )
+            finally:
+                source.close()
+            scenario = scenario_of(args, load.trace, load.kind)
+            bar(reading, 1.0)
             report = run_report(load, args.model, args.horizon, args.level, scenario, bar)
+    except PrometheusError as exc:
+        return _prometheus_failed(exc)
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
     except ForecastError as exc:
         raise UsageError(f"{load.trace.name}: {exc}") from None
     if args.json:
@@ -215,3 +245,44 @@ def _backtest_history(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"plots written to {args.plot} and {forecast_plot_path(args.plot)}")
     return 0
+
+
+def _prometheus_failed(exc: PrometheusError) -> int:
+    """One line on stderr: what went wrong and what to check. The query and Prometheus' whole answer
+    go to the debug log (`--log-level debug`). A query or credentials Prometheus refuses are the
+    command's to fix (exit 2); Prometheus down, slow or failing may pass (exit 1)."""
+    from autoscaler.sources.prometheus import (
+        PrometheusRejected,
+        PrometheusServerError,
+        PrometheusTimeout,
+        PrometheusUnreachable,
+    )
+
+    log.debug(
+        "Prometheus query failed: %s",
+        exc,
+        extra={"error": type(exc).__name__, "query": exc.query, "answer": exc.answer},
+    )
+    hint = "--log-level debug shows the query and the whole answer"
+    if isinstance(exc, PrometheusUnreachable):
+        words = str(exc).lower()
+        if "ssl" in words or "certificate" in words:
+            hint = "check --prometheus-ca-file, or https/http in --prometheus-url"
+        else:
+            hint = "check --prometheus-url and that Prometheus is running"
+    elif isinstance(exc, PrometheusTimeout):
+        hint = "Prometheus is busy or the window is long: try fewer --days, or again later"
+    elif isinstance(exc, PrometheusRejected):
+        if exc.status in (401, 403):
+            hint = "check --prometheus-token-file"
+        elif exc.status == 404:
+            hint = "check that --prometheus-url is Prometheus' own address, without a path"
+        else:
+            hint = f"check --requests-metric; {hint}"
+    elif isinstance(exc, PrometheusServerError):
+        hint = f"try again later; {hint}"
+    line = f"{exc}; {hint}"
+    if not exc.temporary:
+        raise UsageError(line)
+    print(f"{PROG} backtest: error: {line}", file=sys.stderr)
+    return EXIT_FAILURE

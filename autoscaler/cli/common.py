@@ -1,5 +1,5 @@
-"""What the subcommands share: argparse types that reject bad input with one line, the scenario and
-Prometheus flags, and the progress bar."""
+"""What the subcommands share: argparse types that reject bad input with one line, switches, the
+scenario and Prometheus flags, the version, and progress (bars on a terminal, lines elsewhere)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,18 +22,28 @@ if TYPE_CHECKING:
     from autoscaler.sources.prometheus import PrometheusSettings
 
 __all__ = [
+    "EXIT_FAILURE",
     "EXIT_USAGE",
+    "LOG_LEVELS",
     "PROG",
     "Parser",
+    "Progress",
+    "ProgressBars",
+    "ProgressLines",
+    "Switch",
     "UsageError",
     "add_prometheus_flags",
     "add_scenario_flags",
+    "add_version_flag",
     "boolean",
+    "command_logging",
+    "drawable",
     "duration",
     "number",
     "progress_bar",
     "prometheus_settings",
     "scenario_of",
+    "version",
     "whole",
     "writable",
 ]
@@ -41,6 +51,8 @@ __all__ = [
 T = TypeVar("T")
 PROG = "predictive-autoscaler"
 EXIT_USAGE = 2
+# Not the input's fault (Prometheus down, slow or failing): the same command may work later.
+EXIT_FAILURE = 1
 
 
 class UsageError(Exception):
@@ -99,6 +111,70 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
+class Switch(argparse.Action):
+    """A flag that takes no value: given, it is true. Its default may be text (`run` takes defaults
+    from the environment, `PREDICTIVE_AUTOSCALER_DRY_RUN=true`), which argparse reads with `boolean`
+    only when the flag is absent, so a bad value is reported as any bad flag is."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: bool | str = False,
+        required: bool = False,
+        help: str | None = None,
+    ) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=default, type=boolean, required=required, help=help
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True)
+
+
+def version() -> str:
+    """`predictive-autoscaler 0.1.0`: the version of the installed package."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return f"{PROG} {installed(PROG)}"
+    except PackageNotFoundError:
+        # Run from a source tree that was never installed: there is no version to read.
+        return f"{PROG} (not installed: no version)"
+
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=version(), help="print the version")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@contextmanager
+def command_logging(level: str) -> Iterator[None]:
+    """Readable log lines on stderr at `level` while a one-shot command runs; the logging set up
+    before (a caller's, a test runner's) is back afterwards."""
+    import logging
+
+    from autoscaler.observability.logs import LogFormat, configure_logging
+
+    root = logging.getLogger()
+    handlers, level_before = root.handlers[:], root.level
+    configure_logging(level, LogFormat.TEXT)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level_before)
+
+
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -153,9 +229,8 @@ def add_prometheus_flags(add: Callable[..., Any], *, required: bool) -> None:
     add("--prometheus-ca-file", type=Path, help="CA bundle for an https Prometheus")
     add(
         "--prometheus-insecure-skip-verify",
-        type=boolean,
-        default=False,
-        help="do not verify Prometheus' certificate (true/false)",
+        action=Switch,
+        help="do not verify Prometheus' certificate",
     )
     add(
         "--requests-metric",
@@ -199,36 +274,95 @@ def prometheus_settings(args: argparse.Namespace) -> PrometheusSettings:
         raise UsageError(f"--prometheus-url/--requests-metric: {exc}") from None
 
 
-class ProgressBar:
-    """A one-line bar on a terminal; silent when stderr is a file or a pipe."""
+Progress = Callable[[str, float], None]
+"""Told (what is running, the fraction of it done): the callback the library layers report to."""
+
+# Off a terminal, a stage gets a line each time it passes another PLAIN_STEP_PERCENT of its work.
+PLAIN_STEP_PERCENT = 10
+
+
+class ProgressLines:
+    """Progress as plain lines, for a stream that is not a terminal (a CI log, a file): one line
+    `<label>: <n>%` each time a stage reaches another multiple of 10 % (up to its final `100%`),
+    nothing at 0 %. What is written depends only on the fractions reported, never on the clock, and
+    nothing is written before a stage has done some work, so a command that fails on its input still
+    prints one line."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._last = ""
+        self._label: str | None = None
+        self._shown = 0
 
     def __call__(self, label: str, fraction: float) -> None:
-        filled = int(fraction * 30)
-        line = f"\r{label:<22} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}"
-        if line != self._last:
-            self._stream.write(line)
+        if label != self._label:
+            self._label, self._shown = label, 0
+        # Rounded first: 0.3 * 100 is 29.999…, which would hold the 30 % line back.
+        percent = math.floor(round(min(max(fraction, 0.0), 1.0) * 100, 6))
+        reached = percent - percent % PLAIN_STEP_PERCENT
+        if reached > self._shown:
+            self._shown = reached
+            self._stream.write(f"{label}: {reached}%\n")
             self._stream.flush()
-            self._last = line
 
     def close(self) -> None:
-        if self._last:
-            self._stream.write("\r" + " " * len(self._last) + "\r")
-            self._stream.flush()
+        """Nothing to clear: every line is complete when written."""
+
+
+class ProgressBars:
+    """A live bar on a terminal (rich): the running stage, with the time it has taken. A stage that
+    another follows is hidden (a sweep runs dozens, more rows than a terminal has); all is cleared
+    when closed, so that what the command prints next starts on a clean screen."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Live
+
+        self._live = Live(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=Console(file=stream),
+            transient=True,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._live.start()
+
+    def __call__(self, label: str, fraction: float) -> None:
+        task = self._tasks.get(label)
+        if task is None:
+            for done in self._tasks.values():
+                self._live.update(done, visible=False)
+            task = self._tasks[label] = self._live.add_task(label, total=1.0)
+        self._live.update(task, completed=min(max(fraction, 0.0), 1.0))
+
+    def close(self) -> None:
+        self._live.stop()
 
 
 @contextmanager
-def progress_bar() -> Iterator[ProgressBar | None]:
-    """A bar on stderr while the block runs, if stderr is a terminal."""
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+def progress_bar() -> Iterator[ProgressLines | ProgressBars]:
+    """Progress on stderr while the block runs: live bars on a terminal, plain lines elsewhere."""
+    stream = sys.stderr
+    bar = ProgressBars(stream) if stream.isatty() else ProgressLines(stream)
     try:
         yield bar
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
+
+
+def drawable(path: Path) -> Path:
+    """`--plot PATH`, checked before minutes of work: a writable place, and matplotlib (the `plot`
+    extra, which the controller's image leaves out) installed."""
+    from autoscaler.simulate.plot import PlottingUnavailable, require_plotting
+
+    writable(path, "--plot")
+    try:
+        require_plotting()
+    except PlottingUnavailable as exc:
+        raise UsageError(f"--plot: {exc}") from None
+    return path
 
 
 def writable(path: Path, flag: str) -> Path:

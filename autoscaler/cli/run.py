@@ -9,10 +9,11 @@ from typing import Any
 
 from autoscaler.cli.common import (
     DNS_LABEL,
+    LOG_LEVELS,
     Parser,
+    Switch,
     UsageError,
     add_prometheus_flags,
-    boolean,
     duration,
     prometheus_settings,
     whole,
@@ -52,8 +53,8 @@ def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
         description=(
             "Scale opted-in Deployments and StatefulSets ahead of their forecast load. Every flag "
             "can also be set "
-            f"in the environment as {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}PROMETHEUS_URL); a flag "
-            "on the command line wins."
+            f"in the environment as {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}PROMETHEUS_URL, "
+            f"{ENV_PREFIX}DRY_RUN=true for a switch); a flag on the command line wins."
         ),
     )
 
@@ -69,7 +70,7 @@ def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
     add("--namespaces", type=_namespaces, default=(), help="comma-separated namespaces (default: all)")
     add("--interval", type=_interval, default=30.0, help="time between ticks, e.g. 30s (default 30s)")
     add_prometheus_flags(add, required=True)
-    add("--dry-run", type=boolean, nargs="?", const=True, default=False, help="patch nothing")
+    add("--dry-run", action=Switch, help="patch nothing")
     add(
         "--metrics-port",
         type=_port,
@@ -78,10 +79,7 @@ def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     add(
         "--leader-elect",
-        type=boolean,
-        nargs="?",
-        const=True,
-        default=False,
+        action=Switch,
         help="act only while holding the Lease (run two or more replicas)",
     )
     add(
@@ -96,7 +94,7 @@ def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
     add("--identity", help="this replica's name in the Lease (default: host name and pid)")
     add(
         "--log-level",
-        choices=["debug", "info", "warning", "error"],
+        choices=LOG_LEVELS,
         default="info",
         help="default info",
     )

@@ -3,10 +3,11 @@
 Per decision, from the decision and the actuator's result: an Event for a change (`ScaledUp`,
 `RaisedHPAFloor`, …), a dry run (`DryRun`: what would be set, told when that changes, not every tick)
 or a refusal (`Forbidden`); an Event when the footing changes (predictive, reactive fallback, hold);
-one decision log line; and the status annotation on the workload, rewritten only when its substance
-changes. Workloads set aside get their Event once per problem, not once per tick, and so does a
-workload whose tick broke, and one whose own series selector Prometheus rejects (`InvalidAnnotation`,
-naming the key and the value, while it lasts).
+one decision log line, whose `outcome` is what became of the decision in the words the actuation
+metric counts it by (`applied`, `unchanged`, `dry-run`, …); and the status annotation on the
+workload, rewritten only when its substance changes. Workloads set aside get their Event once per
+problem, not once per tick, and so does a workload whose tick broke, and one whose own series
+selector Prometheus rejects (`InvalidAnnotation`, naming the key and the value, while it lasts).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from autoscaler.stages import (
     Stage,
     TickReport,
 )
-from autoscaler.timefmt import iso_utc
+from autoscaler.workload_status import (
+    LastChange,
+    StatusError,
+    decode_status,
+    encode_status,
+    forecast_fields,
+)
 
 __all__ = ["ClusterRecorder", "status_json"]
 
@@ -40,40 +47,9 @@ _FOOTING_REASON = {Mode.PREDICTIVE: "Predictive", Mode.REACTIVE: "Reactive", Mod
 _NO_STATUS = (ActOutcome.DRY_RUN, ActOutcome.GONE, ActOutcome.FORBIDDEN, ActOutcome.NOT_LEADER)
 
 
-def _forecast_fields(decision: Decision) -> dict[str, object] | None:
-    """The forecast a decision rested on, for the status annotation and the decision log."""
-    if decision.forecast_metric is None or decision.forecast_peak is None:
-        return None
-    return {
-        "metric": decision.forecast_metric.value,
-        "peak": round(decision.forecast_peak, 6),
-        "level": decision.forecast_level,
-        # The load the recent rise reaches by the end of the lead, where that drove the replicas.
-        "risingTo": None if decision.trend_load is None else round(decision.trend_load, 6),
-        "leadSeconds": decision.lead_s,
-    }
-
-
 def status_json(decision: Decision, dry_run: bool) -> str:
-    """The last decision, as the status annotation holds it."""
-    forecast = _forecast_fields(decision)
-    return json.dumps(
-        {
-            "target": decision.replicas,
-            "current": decision.current,
-            "mode": decision.mode.value,
-            "reasons": [r.value for r in decision.reasons],
-            "missing": [kind.value for kind in decision.missing],
-            "reactive": decision.reactive_replicas,
-            "predictive": decision.predictive_replicas,
-            "forecast": forecast,
-            "dryRun": dry_run,
-            "time": iso_utc(decision.at),
-            "message": decision.explain(),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    )
+    """The last decision, as the status annotation holds it (without a change to carry)."""
+    return encode_status(decision, dry_run)
 
 
 def _same_status(old: str | None, new: str) -> bool:
@@ -86,8 +62,24 @@ def _same_status(old: str | None, new: str) -> bool:
     except ValueError:
         return False
     after = json.loads(new)
-    keys = ("target", "current", "mode", "reasons", "predictive", "reactive")
+    keys = ("target", "current", "mode", "reasons", "predictive", "reactive", "untrusted", "last")
     return isinstance(before, dict) and all(before.get(k) == after.get(k) for k in keys)
+
+
+def _last_change(decision: Decision, result: ActuationResult, old: str | None) -> LastChange | None:
+    """The change this decision wrote, else the one the status already tells: the status keeps the
+    latest change after the Events that told it have expired."""
+    setpoint = result.setpoint
+    if result.outcome is ActOutcome.APPLIED and setpoint is not None:
+        return LastChange(
+            decision.at, setpoint.done_reason, setpoint.current, setpoint.wanted, decision.reasons
+        )
+    if old is None:
+        return None
+    try:
+        return decode_status(old).last
+    except StatusError:
+        return None
 
 
 def _footing(decision: Decision) -> tuple[Mode, tuple[str, ...]]:
@@ -97,8 +89,17 @@ def _footing(decision: Decision) -> tuple[Mode, tuple[str, ...]]:
 
 
 class ClusterRecorder:
-    def __init__(self, kube: Kube, *, may_act: Callable[[], bool], dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        may_act: Callable[[], bool],
+        dry_run: bool = False,
+        on_record: Callable[[Target, Decision], None] | None = None,
+    ) -> None:
+        """`on_record` hears of every decision recorded, with its target (the telemetry's capacity)."""
         self._kube = kube
+        self._on_record = on_record
         self._events = Events(kube)
         self._may_act = may_act
         self._dry_run = dry_run
@@ -137,6 +138,8 @@ class ClusterRecorder:
         elif outcome is ActOutcome.UNAVAILABLE:
             log.warning("cannot set %s on %s: %s", what, ref, result.error)
         self._log(decision, explained, result)
+        if self._on_record is not None:
+            self._on_record(target, decision)
         footing = _footing(decision)
         if self._footing.get(ref) != footing:
             self._footing[ref] = footing
@@ -145,8 +148,8 @@ class ClusterRecorder:
         dry = self._dry_run or (target.scaling is not None and target.scaling.dry_run)
         if dry or outcome in _NO_STATUS:
             return
-        status = status_json(decision, dry_run=False)
         current = None if target.scaling is None else target.scaling.status
+        status = encode_status(decision, False, _last_change(decision, result, current))
         if _same_status(current, status) or not self._may_act():
             return
         try:
@@ -166,10 +169,10 @@ class ClusterRecorder:
                 "reasons": [r.value for r in decision.reasons],
                 "current": decision.current,
                 "desired": decision.replicas,
-                "applied": result.applied,
+                "outcome": result.outcome.value,
                 "reactive": decision.reactive_replicas,
                 "predictive": decision.predictive_replicas,
-                "forecast": _forecast_fields(decision),
+                "forecast": forecast_fields(decision),
             },
         )
 

@@ -3,17 +3,24 @@
 
 Per target (labels `namespace`, `deployment`; the latter names a Deployment by its name and a
 StatefulSet as `statefulset/<name>`, so the two never share series and a Deployment's stay as they
-were before StatefulSets were scaled): actual load and the forecast for the current bucket
-with its interval bounds (per metric `kind`), the forecasts' rolling error and coverage, replicas
-(`source`: current, reactive, predictive, final), the mode and the reasons in effect, the lead time,
-and scale events by direction (the reasons in effect at an event say why it happened). Per
-controller: tick duration, Prometheus query duration, Kubernetes API errors by status code,
-actuation outcomes, leader status, targets by state.
+were before StatefulSets were scaled): actual load, the ready capacity (ready replicas times the
+per-pod target) and the forecast for the current bucket with its interval bounds, per metric `kind`,
+in one family per unit; the forecasts' rolling error and coverage; replicas (`source`: current,
+reactive, predictive, final), the mode and the reasons in effect, the lead time, and scale events by
+direction (the reasons in effect at an event say why it happened). Per controller: tick duration,
+Prometheus query duration, what kept Prometheus from giving a tick its data (by cause), Kubernetes
+API errors by status code, actuation outcomes, leader status, targets by state.
 
-Every label value comes from an enum or from the cluster's own names (namespace, Deployment), never
-from free text, so the number of series is bounded by the number of targets. A target's series are
-removed as soon as a tick no longer decides for it (forgotten, opted out, refused, or this replica
-stopped leading): a dashboard must not show a stale opinion as if it were current.
+Names follow Prometheus' conventions: a family has one unit, named by its suffix (`_cores`,
+`_bytes`, `_requests_per_second`, `_seconds`; `_ratio` for shares and ratios; counters end in
+`_total`). A metric a workload declares has a unit of its own that Prometheus cannot name, so its
+families carry no suffix. No `_created` series: nothing reads them, and they double the counters.
+
+Every label value comes from an enum or from the cluster's own names (namespace, Deployment, the
+metrics workloads declare), never from free text, so the number of series is bounded by the number
+of targets. A target's series are removed as soon as a tick no longer decides for it (forgotten,
+opted out, refused, or this replica stopped leading): a dashboard must not show a stale opinion as
+if it were current.
 
 Metrics live in a registry of their own, not the process-wide default one, so that tests (and two
 controllers in one process) never see each other's series.
@@ -25,18 +32,41 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from autoscaler.kube import KubeError
-from autoscaler.model import Forecasts, LoadSnapshot, TargetRef
+from autoscaler.metrics import METRICS, MetricKind
+from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
+from autoscaler.observability.problems import MetricsCause
 from autoscaler.policy import Decision, Mode
 from autoscaler.stages import ActOutcome, Stage, Standing, TickReport
 
-__all__ = ["PREFIX", "Direction", "ReplicaSource", "Telemetry"]
+__all__ = ["PREFIX", "UNIT_SUFFIXES", "Direction", "ReplicaSource", "Telemetry", "unit_suffix"]
 
 PREFIX = "predictive_autoscaler_"
 TARGET_LABELS = ("namespace", "deployment")
+
+# The name suffix of each built-in kind's unit (as the metric table writes it).
+UNIT_SUFFIXES: Mapping[str, str] = {
+    "cores": "_cores",
+    "bytes": "_bytes",
+    "requests/s": "_requests_per_second",
+}
+# Families per unit: the load, what the ready replicas carry, and the forecast band.
+_PER_UNIT = ("load", "capacity", "forecast_mean", "forecast_lower", "forecast_upper")
+
+
+def unit_suffix(kind: MetricKind) -> str:
+    """The suffix of the families `kind` is exported in; none for a declared metric."""
+    spec = METRICS.get(kind)
+    return "" if spec is None else UNIT_SUFFIXES[spec.unit]
 
 
 class Direction(Enum):
@@ -55,6 +85,20 @@ class ReplicaSource(Enum):
 TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+_PER_UNIT_HELP = {
+    "load": "Latest observed aggregate load",
+    "capacity": "Load the ready replicas carry at the per-pod target",
+    "forecast_mean": "Forecast mean load for the current bucket",
+    "forecast_lower": "Lower bound of the forecast interval for the current bucket",
+    "forecast_upper": "Upper bound of the forecast interval for the current bucket",
+}
+_UNIT_HELP = {
+    "_cores": "CPU cores",
+    "_bytes": "bytes",
+    "_requests_per_second": "requests per second",
+    "": "the unit of the metric the workload declares",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class _Series:
@@ -64,9 +108,11 @@ class _Series:
 
 class Telemetry:
     """The metrics of one controller. The runner reports each tick's summary; the Kubernetes client
-    and the Prometheus source report through hooks (they sit below this module)."""
+    and the Prometheus source report through hooks (they sit below this module), the recorder
+    through `target_seen`."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated there
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         per_kind = (*TARGET_LABELS, "kind")
@@ -74,28 +120,28 @@ class Telemetry:
         def gauge(name: str, doc: str, labels: tuple[str, ...] = TARGET_LABELS) -> Gauge:
             return Gauge(PREFIX + name, doc, labels, registry=r)
 
-        self.load = gauge("load", "Latest observed aggregate load (cores, bytes, requests/s)", per_kind)
-        self.forecast_mean = gauge(
-            "forecast_mean", "Forecast mean load for the current bucket", per_kind
-        )
-        self.forecast_lower = gauge(
-            "forecast_lower", "Lower bound of the forecast interval for the current bucket", per_kind
-        )
-        self.forecast_upper = gauge(
-            "forecast_upper", "Upper bound of the forecast interval for the current bucket", per_kind
-        )
+        # family ("load", "forecast_mean", ...) -> unit suffix -> gauge
+        self.per_unit: dict[str, dict[str, Gauge]] = {
+            family: {
+                suffix: gauge(
+                    family + suffix, f"{_PER_UNIT_HELP[family]}, in {_UNIT_HELP[suffix]}", per_kind
+                )
+                for suffix in (*dict.fromkeys(UNIT_SUFFIXES.values()), "")
+            }
+            for family in _PER_UNIT
+        }
         self.forecast_error = gauge(
-            "forecast_error",
+            "forecast_error_ratio",
             "Rolling mean absolute forecast error over that of 'no change' (below 1 beats it)",
             per_kind,
         )
         self.forecast_relative_error = gauge(
-            "forecast_relative_error",
+            "forecast_relative_error_ratio",
             "Rolling mean absolute forecast error as a share of the mean load",
             per_kind,
         )
         self.forecast_coverage = gauge(
-            "forecast_coverage",
+            "forecast_coverage_ratio",
             "Rolling share of actuals at or under the forecast's upper bound",
             per_kind,
         )
@@ -135,6 +181,12 @@ class Telemetry:
             buckets=QUERY_BUCKETS,
             registry=r,
         )
+        self.prometheus_errors = Counter(
+            PREFIX + "prometheus_errors",
+            "Ticks that went without some of their data, once per tick and cause",
+            ("cause",),
+            registry=r,
+        )
         self.target_errors = Counter(
             PREFIX + "target_errors",
             "Targets whose tick broke (they were held), by the stage that broke",
@@ -153,7 +205,10 @@ class Telemetry:
             registry=r,
         )
         self.actuations = Counter(
-            PREFIX + "actuations", "Actuation outcomes, one per decision", ("outcome",), registry=r
+            PREFIX + "actuations",
+            "What became of each decision (the decision log's outcome)",
+            ("outcome",),
+            registry=r,
         )
         self.leader = Gauge(
             PREFIX + "leader",
@@ -164,6 +219,8 @@ class Telemetry:
         # Series shown at zero from the start, so that rates and sums exist before the first event.
         for outcome in ("ok", "error"):
             self.query_seconds.labels(outcome)
+        for cause in MetricsCause:
+            self.prometheus_errors.labels(cause.value)
         for act in ActOutcome:
             self.actuations.labels(act.value)
         for stage in Stage:
@@ -171,6 +228,8 @@ class Telemetry:
         for standing in Standing:
             self.targets.labels(standing.value).set(0)
         self._gauges: dict[TargetRef, set[_Series]] = {}
+        # Per target decided in the current tick: what its ready replicas carry, by kind.
+        self._capacity: dict[TargetRef, dict[MetricKind, float]] = {}
 
     # --- per controller -------------------------------------------------------------------------
 
@@ -184,10 +243,25 @@ class Telemetry:
     def query_done(self, seconds: float, answered: bool) -> None:
         self.query_seconds.labels("ok" if answered else "error").observe(seconds)
 
+    def metrics_problem(self, cause: MetricsCause) -> None:
+        self.prometheus_errors.labels(cause.value).inc()
+
     def kube_error(self, error: KubeError) -> None:
         self.kube_errors.labels(str(error.code)).inc()
 
+    def target_seen(self, target: Target, decision: Decision) -> None:
+        """A decision was recorded for `target`: keep what its ready replicas carry per metric, for
+        the tick's summary."""
+        state = target.state
+        capacity = {}
+        for kind in target.config.metrics:
+            per_pod = target.config.per_pod_target(kind, state)
+            if per_pod is not None:
+                capacity[kind] = state.ready_replicas * per_pod
+        self._capacity[decision.ref] = capacity
+
     def tick_failed(self, seconds: float, at: float) -> None:
+        self._capacity.clear()
         self.tick_failures.inc()
         self.tick_seconds.observe(seconds)
         self.last_tick.set(at)
@@ -210,7 +284,8 @@ class Telemetry:
             self.actuations.labels(outcome.value).inc()
         for stage in summary.failed.values():
             self.target_errors.labels(stage.value).inc()
-        self._targets(summary.decisions, summary.outcomes, summary.loads, summary.forecasts)
+        capacity, self._capacity = self._capacity, {}
+        self._targets(summary.decisions, summary.outcomes, summary.loads, summary.forecasts, capacity)
 
     # --- per target -----------------------------------------------------------------------------
 
@@ -220,12 +295,13 @@ class Telemetry:
         outcomes: Mapping[TargetRef, ActOutcome],
         loads: Mapping[TargetRef, LoadSnapshot],
         forecasts: Mapping[TargetRef, Forecasts],
+        capacity: Mapping[TargetRef, Mapping[MetricKind, float]],
     ) -> None:
         live: set[TargetRef] = set()
         for decision in decisions:
             ref = decision.ref
             live.add(ref)
-            values = self._values(decision, loads.get(ref), forecasts.get(ref))
+            values = self._values(decision, loads.get(ref), forecasts.get(ref), capacity.get(ref, {}))
             for stale in self._gauges.get(ref, set()) - set(values):
                 stale.gauge.remove(*stale.labels)
             for series, value in values.items():
@@ -252,7 +328,11 @@ class Telemetry:
             self.scale_events.remove(ref.namespace, ref.workload, direction.value)
 
     def _values(
-        self, decision: Decision, load: LoadSnapshot | None, forecasts: Forecasts | None
+        self,
+        decision: Decision,
+        load: LoadSnapshot | None,
+        forecasts: Forecasts | None,
+        capacity: Mapping[MetricKind, float],
     ) -> dict[_Series, float]:
         ref = decision.ref
         target = (ref.namespace, ref.workload)
@@ -263,18 +343,20 @@ class Telemetry:
                 out[_Series(gauge, (*target, *extra))] = float(value)
 
         kinds = (() if load is None else load.kinds()) + (() if forecasts is None else forecasts.kinds())
-        for kind in dict.fromkeys(kinds):
+        for kind in dict.fromkeys((*kinds, *capacity)):
+            unit = {family: gauges[unit_suffix(kind)] for family, gauges in self.per_unit.items()}
             sample = None if load is None else load.get(kind)
-            put(self.load, None if sample is None else sample.value, kind.value)
+            put(unit["load"], None if sample is None else sample.value, kind.value)
+            put(unit["capacity"], capacity.get(kind), kind.value)
             forecast = None if forecasts is None else forecasts.get(kind)
             if forecast is None:
                 continue
             band = forecast.band_at(decision.at)
             if band is not None:
                 mean, lower, upper = band
-                put(self.forecast_mean, mean, kind.value)
-                put(self.forecast_lower, lower, kind.value)
-                put(self.forecast_upper, upper, kind.value)
+                put(unit["forecast_mean"], mean, kind.value)
+                put(unit["forecast_lower"], lower, kind.value)
+                put(unit["forecast_upper"], upper, kind.value)
             put(self.forecast_error, forecast.quality.scaled_error, kind.value)
             put(self.forecast_relative_error, forecast.quality.relative_error, kind.value)
             put(self.forecast_coverage, forecast.quality.coverage, kind.value)

@@ -181,6 +181,9 @@ class Decision:
     trend_load: float | None = None
     lead_s: float | None = None
     untrusted: frozenset[MetricKind] = frozenset()
+    # Per metric with scored forecasts, their error over that of "no change" (what the trust gate
+    # judged), so that people can see how close a metric is to being trusted or distrusted.
+    forecast_errors: tuple[tuple[MetricKind, float], ...] = ()
     # Configured metrics that had no usable sample (none, NaN, too old, Prometheus unreachable).
     missing: tuple[MetricKind, ...] = ()
     # Whether `recommendation` enters the stabilization windows: as in the HPA, a tick that could

@@ -151,6 +151,7 @@ class PredictivePolicy:
 
         untrusted = set(inputs.history.untrusted)
         fallbacks: list[Reason] = []
+        errors: list[tuple[MetricKind, float]] = []
         best: _Prediction | None = None
         # What came at this time on most recent days: a floor whether or not the model is trusted.
         again: _Prediction | None = None
@@ -162,6 +163,8 @@ class PredictivePolicy:
                     fallbacks.append(Reason.FALLBACK_NO_FORECAST)
                     continue
                 capacity = per_pod / config.target_utilization
+                if forecast.quality.scaled_error is not None:
+                    errors.append((kind, forecast.quality.scaled_error))
                 prediction, fallback = self._predict(inputs, forecast, capacity, lead, kind in untrusted)
                 if fallback is Reason.FALLBACK_POOR_ACCURACY:
                     untrusted.add(kind)
@@ -232,6 +235,7 @@ class PredictivePolicy:
             trend_load=None if lift is None else lift.trend,
             lead_s=lead,
             untrusted=frozenset(untrusted),
+            forecast_errors=tuple(errors),
             missing=reactive.missing,
             records=reactive.records,
         )

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.simulate.scoring import SLO_UNSERVED_PCT, Scores
 from autoscaler.simulate.study import Study, SweepResult
 from autoscaler.timefmt import iso_utc
 
-__all__ = ["ratios_against_hpa", "to_json", "to_text"]
+__all__ = [
+    "HEADLINE_POLICIES",
+    "Headline",
+    "HeadlineRow",
+    "headline",
+    "ratios_against_hpa",
+    "to_json",
+    "to_text",
+]
 
 SCORE_COLUMNS = (
     ("overload_pct", "{:.3f}"),
@@ -108,6 +117,64 @@ def _score_cells(scores: Scores) -> list[str]:
     return [spec.format(values[name]) for name, spec in SCORE_COLUMNS]
 
 
+def _score_text(scores: Scores, name: str) -> str:
+    return dict(SCORE_COLUMNS)[name].format(scores.as_dict()[name])
+
+
+def _ratio_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _slo_text(study: Study, sweep: SweepResult) -> str:
+    if sweep.slo.pod_hours is None:
+        return f"not reached (lowest unserved_pct {sweep.slo.lowest_unserved_pct:.4f})"
+    return f"{sweep.slo.pod_hours / study.oracle_pod_hours:.3f}"
+
+
+# The comparison a first look is about: ours, the HPA it replaces, and the physical limit.
+HEADLINE_POLICIES = ("predictive", "hpa", "oracle")
+
+
+@dataclass(frozen=True, slots=True)
+class HeadlineRow:
+    """One policy's headline figures, as the report prints them."""
+
+    policy: str
+    unserved_pct: str
+    pod_hours: str
+    cost_vs_oracle: str
+    cost_at_slo_vs_oracle: str | None  # None without a sweep
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    rows: tuple[HeadlineRow, ...]
+    # predictive against hpa, as in the report's ratio lines; empty unless both ran.
+    ratios: tuple[tuple[str, str], ...]
+
+
+def headline(study: Study) -> Headline:
+    """The headline policies that ran, in the text report's own formatting."""
+    sweeps = {s.policy: s for s in study.sweep}
+    rows = []
+    for policy in HEADLINE_POLICIES:
+        scores = study.scores_of(policy)
+        if scores is None:
+            continue
+        sweep = sweeps.get(policy)
+        rows.append(
+            HeadlineRow(
+                policy,
+                _score_text(scores, "unserved_pct"),
+                _score_text(scores, "pod_hours"),
+                _score_text(scores, "cost_vs_oracle"),
+                None if sweep is None else _slo_text(study, sweep),
+            )
+        )
+    ours = ratios_against_hpa(study).get("predictive", {})
+    return Headline(tuple(rows), tuple((name, _ratio_text(value)) for name, value in ours.items()))
+
+
 def to_text(study: Study) -> str:
     sc = study.scenario
     trace = study.trace
@@ -130,9 +197,7 @@ def to_text(study: Study) -> str:
     if ratios:
         lines += ["", "against hpa (ratio = policy / hpa; n/a where the hpa figure is 0):"]
         for policy, values in ratios.items():
-            cells = [
-                f"{name}={'n/a' if value is None else f'{value:.3f}'}" for name, value in values.items()
-            ]
+            cells = [f"{name}={_ratio_text(value)}" for name, value in values.items()]
             lines.append(f"  {policy}: " + "  ".join(cells))
 
     if study.sweep:
@@ -160,13 +225,10 @@ def to_text(study: Study) -> str:
         lines.append("")
         for sweep in study.sweep:
             if sweep.slo.pod_hours is None:
-                lines.append(
-                    f"  {sweep.policy}: cost_at_slo not reached "
-                    f"(lowest unserved_pct {sweep.slo.lowest_unserved_pct:.4f})"
-                )
+                lines.append(f"  {sweep.policy}: cost_at_slo {_slo_text(study, sweep)}")
             else:
                 lines.append(
                     f"  {sweep.policy}: cost_at_slo {sweep.slo.pod_hours:.1f} pod-hours = "
-                    f"{sweep.slo.pod_hours / study.oracle_pod_hours:.3f} x oracle"
+                    f"{_slo_text(study, sweep)} x oracle"
                 )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,10 @@ from autoscaler.simulate.scoring import Scores, SloCost, cost_at_slo, score
 from autoscaler.simulate.tape import ForecastTape
 from autoscaler.simulate.trace import Trace
 
-__all__ = ["Study", "SweepResult", "run_study"]
+__all__ = ["BENCHMARK_SWEEP", "Study", "SweepResult", "run_study"]
+
+# The target utilizations over which BENCHMARK.md measures the cost at equal service level.
+BENCHMARK_SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 # Called with (what is running, fraction done).
 StudyProgress = Callable[[str, float], None]
@@ -49,7 +52,9 @@ def run_study(
     policies: Sequence[str],
     sweep: Sequence[float] = (),
     progress: StudyProgress | None = None,
+    sweep_policies: Sequence[str] | None = None,
 ) -> Study:
+    """`sweep_policies` (default: all of `policies`) are the ones run over the sweep."""
     grid = Grid.over(trace, scenario.step_s)
     # The oracle is the yardstick of every cost figure, asked for or not; it ignores utilization.
     oracle = run("oracle", grid, scenario)
@@ -75,7 +80,8 @@ def run_study(
     runs = tuple(simulate(name, scenario) for name in policies)
     scores = tuple(score(r, oracle_pod_hours) for r in runs)
     sweeps: list[SweepResult] = []
-    for name in policies if sweep else ():
+    swept = policies if sweep_policies is None else [p for p in policies if p in sweep_policies]
+    for name in swept if sweep else ():
         points: list[tuple[float, Scores]] = []
         for u in sweep:
             if u == scenario.target_utilization:

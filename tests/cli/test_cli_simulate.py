@@ -92,6 +92,81 @@ def test_timeline_and_plot(
     assert plot.stat().st_size > 20_000
 
 
+def test_plot_sweeps_the_headline_policies_by_default(
+    short_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The picture's frontier needs a sweep: without --sweep, BENCHMARK.md's five points for hpa,
+    predictive and oracle among the policies asked for, none for the peers."""
+    plot = tmp_path / "p.png"
+    code = main(["simulate", "--trace", str(short_trace), "--json", "--plot", str(plot),
+                 "--policy", "hpa,scheduled,oracle"])  # fmt: skip
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["sweep"]) == {"hpa", "oracle"}
+    assert [r["target_utilization"] for r in doc["sweep"]["hpa"]["runs"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert doc["sweep"]["hpa"]["runs"][2] == {"target_utilization": 0.7, **doc["policies"]["hpa"]}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_plot_nothing_is_swept(short_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--trace", str(short_trace), "--json", "--policy", "hpa,oracle"]) == 0
+    assert "sweep" not in json.loads(capsys.readouterr().out)
+
+
+# The CLI in a process where matplotlib cannot be imported, as in the controller's image.
+WITHOUT_MATPLOTLIB = """
+import sys
+
+class NoMatplotlib:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "matplotlib":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, NoMatplotlib())
+from autoscaler.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        pytest.param("simulate", ["--policy", "hpa,oracle"], id="simulate"),
+        pytest.param("backtest", ["--model", "naive"], id="backtest"),
+        pytest.param(
+            "backtest", ["--prometheus-url", "http://127.0.0.1:9", "--target", "a/b"], id="history"
+        ),
+    ],
+)
+def test_plot_without_matplotlib_exits_2_with_one_line(
+    short_trace: Path, tmp_path: Path, command: str, args: list[str]
+) -> None:
+    plot = tmp_path / "p.png"
+    trace = [] if "--prometheus-url" in args else ["--trace", str(short_trace)]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, command, *trace, *args, "--plot", str(plot)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"predictive-autoscaler {command}: error: --plot: ")
+    assert "install predictive-autoscaler[plot]" in lines[0]
+    assert done.stdout == ""  # refused before simulating
+    assert not plot.exists()
+
+
+def test_without_matplotlib_the_rest_of_simulate_runs(short_trace: Path) -> None:
+    table = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, "simulate", "--trace", str(short_trace),
+         "--policy", "hpa,oracle"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "\nhpa " in table.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakekube import errors, tables
+from tests.fakekube import errors, protobuf, tables
 from tests.fakekube.cluster import APPLY_PATCH, PATCH_TYPES, Cluster
 from tests.fakekube.conversion import to_served
 from tests.fakekube.resources import (
@@ -159,12 +159,14 @@ class Api:
         if method == "DELETE":
             if sub is not None:
                 raise errors.method_not_allowed()
-            options = parse_json(request.body) if request.body.strip() else None
+            options = _options_body(request) if request.body.strip() else None
             gone = self.cluster.delete(resource, ns, name, options, dry_run=dry_run)
             return Reply(200, _deleted_reply(resource, gone))
         raise errors.method_not_allowed()
 
     def _object_body(self, request: Request) -> Obj:
+        if request.content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode(request.body)
         if request.content_type not in ("", "application/json"):
             raise errors.unsupported_media_type(request.content_type, ["application/json"])
         body = parse_json(request.body)
@@ -430,6 +432,12 @@ def _decode_continue(token: str, compacted: int) -> tuple[tuple[str, str], int]:
             "You can start a new list without the continue parameter."
         )
     return start, rv
+
+
+def _options_body(request: Request) -> Any:
+    if request.content_type == protobuf.CONTENT_TYPE:
+        return protobuf.decode(request.body)
+    return parse_json(request.body)
 
 
 def _parse_apply(raw: bytes) -> Any:

@@ -108,6 +108,51 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",), shared_storage="events"),
+    # What installing the controller itself writes (kubectl apply -k deploy/, helm install): plain
+    # objects with no controller behind them here. Secrets also hold Helm's release records.
+    Resource("", "v1", "secrets", "Secret"),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    Resource(
+        "",
+        "v1",
+        "services",
+        "Service",
+        short_names=("svc",),
+        subresources=("status",),
+        categories=("all",),
+    ),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Resource(
+        "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
+    ),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    Resource(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        short_names=("pdb",),
+        subresources=("status",),
+    ),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
+    # The Prometheus operator's CRDs, as on a cluster where they are installed (kube-prometheus-stack).
+    Resource(
+        "monitoring.coreos.com",
+        "v1",
+        "servicemonitors",
+        "ServiceMonitor",
+        short_names=("smon",),
+        categories=("prometheus-operator",),
+    ),
+    Resource(
+        "monitoring.coreos.com",
+        "v1",
+        "prometheusrules",
+        "PrometheusRule",
+        short_names=("promrule",),
+        categories=("prometheus-operator",),
+    ),
 )
 
 # The order of versions is the server's preference, as in APIGroup.preferredVersion.
@@ -116,6 +161,10 @@ GROUP_VERSIONS: dict[str, tuple[str, ...]] = {
     "autoscaling": ("v2", "v1"),
     "coordination.k8s.io": ("v1",),
     "events.k8s.io": ("v1",),
+    "rbac.authorization.k8s.io": ("v1",),
+    "policy": ("v1",),
+    "networking.k8s.io": ("v1",),
+    "monitoring.coreos.com": ("v1",),
 }
 
 

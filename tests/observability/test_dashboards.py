@@ -163,16 +163,37 @@ def test_kustomize_builds_configmaps_holding_the_dashboards() -> None:
     assert held == {path.name: load_dashboard(path)["uid"] for path in dashboard_files()}
 
 
-def test_load_panels_show_one_metric_each_so_units_never_mix() -> None:
+# Grafana's unit for the load families of each unit suffix.
+LOAD_UNITS = {
+    "_cores": "suffix:cores",
+    "_bytes": "bytes",
+    "_requests_per_second": "reqps",
+    "": "short",
+}
+_LOAD = re.compile(r"predictive_autoscaler_(?:load|capacity|forecast_(?:mean|lower|upper))(\w*?)\{")
+
+
+def test_load_panels_show_one_unit_each_with_capacity_beside_the_forecast() -> None:
     board = load_dashboard(DASHBOARDS_DIR / "predictive-autoscaler-target.json")
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["metric"]["type"] == "query"
-    assert "kind)" in variables["metric"]["definition"], (
-        "the kinds the target reports, declared ones too"
-    )
-    per_kind = re.compile(r"predictive_autoscaler_(load|forecast_(mean|lower|upper))\b")
+    assert "kind)" in variables["metric"]["definition"], "every kind the target reports"
+    assert "kind)" in variables["declared"]["definition"], "the metrics the target declares"
+    seen = set()
     for panel in board["panels"]:
-        exprs = [t["expr"] for t in panel["targets"]]
-        if any(per_kind.search(e) for e in exprs):
-            assert panel.get("repeat") == "metric", panel["title"]
-            assert all('kind="$metric"' in e for e in exprs), panel["title"]
+        suffixes = {m for t in panel["targets"] for m in _LOAD.findall(t["expr"])}
+        if not suffixes:
+            continue
+        assert len(suffixes) == 1, f"{panel['title']} mixes units {suffixes}"
+        (suffix,) = suffixes
+        seen.add(suffix)
+        assert panel["fieldConfig"]["defaults"]["unit"] == LOAD_UNITS[suffix], panel["title"]
+        read = [f for t in panel["targets"] for f in re.findall(r"predictive_autoscaler_\w+", t["expr"])]
+        families = {re.sub(r"_(cores|bytes|requests_per_second)$", "", f) for f in read}
+        assert families == {
+            f"predictive_autoscaler_{f}"
+            for f in ("load", "capacity", "forecast_mean", "forecast_lower", "forecast_upper")
+        }, panel["title"]
+        if suffix == "":
+            assert panel.get("repeat") == "declared", "one panel per declared metric"
+            assert all('kind="$declared"' in t["expr"] for t in panel["targets"])
+    assert seen == set(LOAD_UNITS)

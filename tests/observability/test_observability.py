@@ -41,7 +41,8 @@ JOB = "predictive-autoscaler"
 VARIABLES = {
     "namespace": NS,
     "deployment": NAME,
-    "metric": "requests",
+    "metric": "cpu|memory|requests|hits",
+    "declared": "hits",
     "__rate_interval": "1m",
     "datasource": "prometheus",
 }
@@ -129,8 +130,10 @@ def running(fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path) -> Iterator[R
         replicas=1,
         annotations={
             PREFIX + "enabled": "true",
-            PREFIX + "metrics": "requests",
+            # Every unit the dashboards draw: cores, bytes, requests/s and a declared metric's own.
+            PREFIX + "metrics": "cpu,memory,requests,hits",
             PREFIX + "target-requests-per-pod": "10",
+            PREFIX + "metric.hits": 'counter per-pod 12 http_requests_total{code="200"}',
             PREFIX + "startup-seconds": "60",
         },
     )
@@ -226,5 +229,5 @@ def test_dashboards_and_alerts_read_what_the_controller_exports(
     assert decisions, "one JSON line per decision"
     scaled = [d for d in decisions if d["desired"] != d["current"]]
     assert scaled
-    assert {"target", "current", "desired", "reasons", "mode", "forecast"} <= set(scaled[0])
+    assert {"target", "current", "desired", "reasons", "mode", "forecast", "outcome"} <= set(scaled[0])
     assert scaled[0]["target"] == f"{NS}/{NAME}"

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from autoscaler.cli import main
 from autoscaler.forecast_stage import ModelForecaster
 from autoscaler.kube import Forbidden, Kind, connect
-from autoscaler.metrics import BUILTIN_KINDS, MetricKind
+from autoscaler.metrics import BUILTIN_KINDS, METRICS, MetricKind, Scope, Signal, custom_metric
 from autoscaler.model import (
     Bounds,
     ForecastQuality,
@@ -50,9 +50,11 @@ from autoscaler.model import (
 )
 from autoscaler.observability.health import HealthServer
 from autoscaler.observability.logs import LogFormat, configure_logging
+from autoscaler.observability.problems import MetricsCause
 from autoscaler.observability.telemetry import Direction, ReplicaSource, Telemetry
 from autoscaler.patches import scale_patch
 from autoscaler.policy import Decision, Mode, Reason
+from autoscaler.selectors import SeriesSelector
 from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
 from autoscaler.stages import ActOutcome, MetricsUnavailable, Stage, Standing, TickReport
 from tests.fakekube import FakeKube
@@ -142,13 +144,13 @@ def test_a_decision_exports_the_target_series() -> None:
     t = Telemetry()
     t.tick_done(summary(decision(WEB)), 0.05, NOW)
     p = "predictive_autoscaler_"
-    assert value(t, p + "load", **web(kind="cpu")) == 1.5
-    assert value(t, p + "forecast_mean", **web(kind="cpu")) == 1.6
-    assert value(t, p + "forecast_lower", **web(kind="cpu")) == 1.3
-    assert value(t, p + "forecast_upper", **web(kind="cpu")) == 1.9
-    assert value(t, p + "forecast_error", **web(kind="cpu")) == 0.7
-    assert value(t, p + "forecast_coverage", **web(kind="cpu")) == 0.85
-    assert value(t, p + "forecast_relative_error", **web(kind="cpu")) == 0.12
+    assert value(t, p + "load_cores", **web(kind="cpu")) == 1.5
+    assert value(t, p + "forecast_mean_cores", **web(kind="cpu")) == 1.6
+    assert value(t, p + "forecast_lower_cores", **web(kind="cpu")) == 1.3
+    assert value(t, p + "forecast_upper_cores", **web(kind="cpu")) == 1.9
+    assert value(t, p + "forecast_error_ratio", **web(kind="cpu")) == 0.7
+    assert value(t, p + "forecast_coverage_ratio", **web(kind="cpu")) == 0.85
+    assert value(t, p + "forecast_relative_error_ratio", **web(kind="cpu")) == 0.12
     assert value(t, p + "replicas", **web(source="current")) == 2
     assert value(t, p + "replicas", **web(source="reactive")) == 3
     assert value(t, p + "replicas", **web(source="predictive")) == 4
@@ -164,6 +166,78 @@ def test_a_decision_exports_the_target_series() -> None:
     assert value(t, p + "actuations_total", outcome="applied") == 1
     assert value(t, p + "tick_duration_seconds_count") == 1
     assert value(t, p + "last_tick_timestamp_seconds") == NOW
+
+
+LOADS = {
+    "cpu": ("cores", 1.5),
+    "memory": ("bytes", 3.0e8),
+    "requests": ("requests_per_second", 40.0),
+    "inflight": ("", 6.0),  # declared: a unit of its own
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "unit", "load"), [pytest.param(k, u, v, id=k) for k, (u, v) in LOADS.items()]
+)
+def test_each_unit_has_families_of_its_own(kind: str, unit: str, load: float) -> None:
+    t = Telemetry()
+    metric = MetricKind(kind)
+    # Two of three replicas ready: capacity counts only those.
+    state = WorkloadState(WEB, 3, 2, pod_requests={MetricKind.CPU: 0.5, MetricKind.MEMORY: 2e8})
+    declared = {}
+    if not metric.builtin:
+        spec = custom_metric(kind, Signal.GAUGE, Scope.PODS, SeriesSelector("x"), "metric." + kind)
+        declared = {metric: spec}
+    resource = METRICS[metric].request_resource if metric.builtin else None
+    per_pod = {} if resource else {metric: 10.0}
+    config = TargetConfig((metric,), Bounds(1, 10), target_utilization=0.8, per_pod=per_pod,
+                          custom=declared)  # fmt: skip
+    report = TickReport(
+        acted=True,
+        decisions=(decision(WEB),),
+        outcomes={WEB: ActOutcome.UNCHANGED},
+        metrics_available=True,
+        loads={WEB: LoadSnapshot({metric: Sample(load, NOW - 30)})},
+    )
+    t.target_seen(Target(state, config), decision(WEB))
+    t.tick_done(report, 0.05, NOW)
+    suffix = f"_{unit}" if unit else ""
+    assert value(t, f"predictive_autoscaler_load{suffix}", **web(kind=kind)) == load
+    others = [f"_{u}" for u, _ in LOADS.values() if u and u != unit] + ([""] if unit else [])
+    for other in others:
+        assert value(t, f"predictive_autoscaler_load{other}", **web(kind=kind)) is None
+    capacity = {"cpu": 2 * 0.5 * 0.8, "memory": 2 * 2e8 * 0.8}.get(kind, 2 * 10.0)
+    got = value(t, f"predictive_autoscaler_capacity{suffix}", **web(kind=kind))
+    assert got == pytest.approx(capacity), "ready replicas (2, not 3) times the per-pod target"
+
+
+def test_no_created_series_and_names_follow_the_conventions() -> None:
+    t = Telemetry()
+    t.tick_done(summary(decision(WEB)), 0.05, NOW)
+    body = t.render()[0].decode()
+    assert "_created" not in body
+    units = ("_cores", "_bytes", "_requests_per_second", "_seconds", "_ratio")
+    for family in t.registry.collect():
+        if family.type == "counter":
+            assert all(s.name.endswith("_total") for s in family.samples), family.name
+        if family.type == "gauge" and ("share" in family.documentation or "error" in family.name):
+            assert family.name.endswith("_ratio"), family.name
+        if "seconds" in family.documentation.lower() or "duration" in family.name:
+            assert family.name.endswith(("_seconds", "_timestamp_seconds")), family.name
+        per_unit = family.name.startswith(
+            tuple(f"predictive_autoscaler_{f}" for f in ("load", "capacity", "forecast_mean",
+                                                           "forecast_lower", "forecast_upper"))
+        )  # fmt: skip
+        if per_unit and not family.name.endswith(units):
+            assert "declares" in family.documentation, f"{family.name} has no unit"
+
+
+def test_prometheus_errors_are_counted_by_cause_from_zero() -> None:
+    t = Telemetry()
+    name = "predictive_autoscaler_prometheus_errors_total"
+    assert {value(t, name, cause=c.value) for c in MetricsCause} == {0.0}
+    t.metrics_problem(MetricsCause.UNREACHABLE)
+    assert value(t, name, cause="unreachable") == 1
 
 
 def test_a_statefulset_and_a_deployment_of_one_name_keep_their_own_series() -> None:
@@ -235,6 +309,7 @@ def test_label_values_are_bounded() -> None:
         "stage": {s.value for s in Stage},
         "outcome": {o.value for o in ActOutcome} | {"ok", "error"},
         "code": {"0"},
+        "cause": {c.value for c in MetricsCause},
         "le": None,  # histogram buckets: fixed at construction
     }
     for family in t.registry.collect():

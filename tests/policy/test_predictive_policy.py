@@ -516,3 +516,20 @@ def test_explanation_names_recurring_load_without_an_interval_level() -> None:
     text = PredictivePolicy().decide(inputs).explain()
     assert text.startswith("scaled 3→7: recurring-load, fallback-poor-accuracy")
     assert "recurring requests 9 within 150s lead → 9, reactive 3" in text
+
+
+@pytest.mark.parametrize(
+    ("quality", "untrusted"),
+    [pytest.param(GOOD, frozenset(), id="trusted"), pytest.param(POOR, frozenset({R}), id="untrusted")],
+)
+def test_decision_carries_each_scored_forecast_error_trusted_or_not(
+    quality: ForecastQuality, untrusted: frozenset[MetricKind]
+) -> None:
+    config = TargetConfig(metrics=(R,), bounds=DEFAULT_BOUNDS, per_pod={R: 50.0}, target_utilization=1.0)
+    inputs = PolicyInputs(
+        Target(WorkloadState(REF, 4, 4), config), LoadSnapshot.of(requests=Sample(200.0, NOW - 30)),
+        DecisionHistory(), NOW, Forecasts.of(requests=forecast([210.0, 340.0], quality=quality)),
+    )  # fmt: skip
+    decision = PredictivePolicy().decide(inputs)
+    assert decision.forecast_errors == ((R, quality.scaled_error),)
+    assert decision.untrusted == untrusted

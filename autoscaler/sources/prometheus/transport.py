@@ -1,7 +1,8 @@
 """Talking to Prometheus: the only module that imports `prometheus-api-client`. One HTTP client,
 re-made after a transport or credential error and whenever the bearer token file changes (a rotated
 service-account token is picked up); retries with exponential backoff; every failure mapped to a
-`PrometheusError` that says whether it passes by itself."""
+`PrometheusError` that says whether it passes by itself. Its text is one short line (it is logged every
+tick Prometheus stays away, and a command prints it); the query and the full answer are attributes."""
 
 from __future__ import annotations
 
@@ -35,13 +36,32 @@ _STATUS = re.compile(r"HTTP Status Code (\d+)")
 # The connection pool urllib3 names at the head of a message ("HTTPConnectionPool(host=…, port=…): ").
 _POOL = re.compile(r"^\w*Connection\w*\(host=[^)]*\): ")
 _BODY = re.compile(r"HTTP Status Code \d+ \((b'.*'|b\".*\")\)", re.DOTALL)
+# Where in the query Prometheus found a fault ("1:83: parse error: …"): a position in a query the
+# reader of the message never sees.
+_POSITION = re.compile(r"^\d+:\d+: ")
+# The noise around a socket error's own words ("Failed to establish a new connection: [Errno 111] …",
+# "… (_ssl.c:1006)").
+_SOCKET_NOISE = re.compile(
+    r"^.*?Failed to establish a new connection: |\[Errno -?\d+\] | \(_ssl\.c:\d+\)"
+)
+# Prometheus' own words are kept to this many characters in a message; `answer` keeps them all.
+_MAX_WORDS = 160
 
 
 class PrometheusError(MetricsUnavailable):
     """Prometheus gave no usable answer this tick. `temporary` errors are expected to pass by
-    themselves (the next tick retries); the others need someone to fix a query or credentials."""
+    themselves (the next tick retries); the others need someone to fix a query or credentials.
+
+    `str()` is one line: the cause, in a few words. `query` is the PromQL that failed and `answer`
+    everything known of the failure (the client's whole message, with the server's body), for a
+    debug log; either is None when there is none."""
 
     temporary: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, query: str | None = None, answer: str | None = None) -> None:
+        super().__init__(message)
+        self.query = query
+        self.answer = answer
 
 
 class PrometheusUnreachable(PrometheusError):
@@ -62,8 +82,16 @@ class PrometheusRejected(PrometheusError):
 
     temporary: ClassVar[bool] = False
 
-    def __init__(self, message: str, status: int, detail: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        detail: str | None = None,
+        *,
+        query: str | None = None,
+        answer: str | None = None,
+    ) -> None:
+        super().__init__(message, query=query, answer=answer)
         self.status = status
         self.detail = message if detail is None else detail
 
@@ -95,7 +123,20 @@ def _cause(error: requests.RequestException) -> str:
     reason = getattr(inner, "reason", None)  # urllib3's MaxRetryError wraps the real cause
     if isinstance(reason, BaseException):
         inner = reason
-    return _POOL.sub("", str(inner)) or type(error).__name__
+    words = _SOCKET_NOISE.sub("", _POOL.sub("", str(inner)))
+    return _shortened(words) or type(error).__name__
+
+
+def _shortened(text: str) -> str:
+    """`text` on one line, without a position in the query, at most `_MAX_WORDS` characters."""
+    words = _POSITION.sub("", " ".join(text.split()))
+    return words if len(words) <= _MAX_WORDS else words[: _MAX_WORDS - 1] + "…"
+
+
+def _status_words(status: int | None, words: str | None) -> str:
+    """`HTTP 400: parse error: …`, or `HTTP 503` when the server said nothing readable."""
+    head = "an error" if status is None else f"HTTP {status}"
+    return head if words is None else f"{head}: {_shortened(words)}"
 
 
 def _to_datetime(t: float) -> datetime:
@@ -163,32 +204,57 @@ class Transport:
                 return answer
             except requests.Timeout as err:
                 error = PrometheusTimeout(
-                    f"Prometheus did not answer within {self.settings.timeout_s} s: {_cause(err)}"
+                    f"Prometheus at {self.settings.url} did not answer within "
+                    f"{self.settings.timeout_s:g} s",
+                    query=query,
+                    answer=str(err),
                 )
                 self._disconnect(client)
             except requests.JSONDecodeError as err:  # a RequestException, but the server did answer
-                error = PrometheusServerError(f"Prometheus answered something that is not JSON: {err}")
+                error = PrometheusServerError(
+                    f"Prometheus at {self.settings.url} answered something that is not JSON",
+                    query=query,
+                    answer=str(err),
+                )
             except requests.RequestException as err:
                 error = PrometheusUnreachable(
-                    f"cannot reach Prometheus at {self.settings.url}: {_cause(err)}"
+                    f"cannot reach Prometheus at {self.settings.url}: {_cause(err)}",
+                    query=query,
+                    answer=str(err),
                 )
                 self._disconnect(client)
             except PrometheusApiClientException as err:
                 status = _status_of(err)
+                words = _server_words(err)
                 if status in (401, 403):
                     # Possibly a token that rotated since it was read: read it again and retry.
                     error = PrometheusRejected(
-                        f"Prometheus refused the credentials (HTTP {status})", status
+                        f"Prometheus refused the credentials (HTTP {status})",
+                        status,
+                        query=query,
+                        answer=str(err),
                     )
                     self._disconnect(client)
                 elif status is not None and 400 <= status < 500 and status not in (408, 429):
                     raise PrometheusRejected(
-                        f"Prometheus rejected a query: {err}", status, _server_words(err)
+                        f"Prometheus rejected the query ({_status_words(status, words)})",
+                        status,
+                        words,
+                        query=query,
+                        answer=str(err),
                     ) from None
                 else:
-                    error = PrometheusServerError(f"Prometheus answered an error: {err}")
+                    error = PrometheusServerError(
+                        f"Prometheus answered {_status_words(status, words)}",
+                        query=query,
+                        answer=str(err),
+                    )
             except (ValueError, KeyError, TypeError) as err:
-                error = PrometheusServerError(f"malformed answer from Prometheus: {err!r}")
+                error = PrometheusServerError(
+                    f"malformed answer from Prometheus: {_shortened(repr(err))}",
+                    query=query,
+                    answer=repr(err),
+                )
             finally:
                 if self._on_query is not None:
                     self._on_query(time.monotonic() - began, answered)
