@@ -8,11 +8,22 @@ and whether it stayed under the upper bound), the model takes the new point (the
 itself when to refit), and a fresh forecast replaces the old one. A model that cannot fit or forecast
 yet leaves the target without a forecast, which the policy turns into a reactive fallback: nothing
 here may break a tick.
+
+Fits go through a fitter (`autoscaler.fitting`). The inline one fits within the tick, as above. With
+a concurrent one (the controller's pool) a tick never waits for a fit: a model's first fit (with the
+replay that seeds and scores it) runs beside the tick while the target is decided reactively (the
+forecasts say which metrics are still fitting); the model leaves its refits to the track, which
+sends a copy to be refitted (drift before schedule; scheduled refits at a phase of their own, see
+`TrackKey.phase`) and goes on forecasting with the old one. A finished fit is adopted by the next
+tick and caught up on the buckets that closed meanwhile.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import pickle
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
@@ -20,12 +31,22 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from autoscaler.fitting import INLINE, FitDone, FitJob, Fitter, ModelState, Priority
 from autoscaler.metrics import MetricKind
 from autoscaler.model import ForecastQuality, Forecasts, LoadForecast, LoadSnapshot, Target, TargetRef
 from autoscaler.stages import NO_HISTORY, RecordedLoad
-from forecasting import Forecast, Forecaster, ForecastError, ModelName, make_forecaster
+from forecasting import (
+    Forecast,
+    Forecaster,
+    ForecastError,
+    InsufficientHistoryError,
+    ModelName,
+    RefitReason,
+    make_forecaster,
+)
+from forecasting.lifecycle import StatefulForecaster
 
-__all__ = ["ForecastSettings", "ModelForecaster"]
+__all__ = ["ForecastSettings", "ModelForecaster", "TrackKey"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +83,118 @@ class _Expected:
     naive: float
 
 
-class _Track:
-    """State for one target and metric."""
+@dataclass(frozen=True, slots=True)
+class TrackKey:
+    """One model: a target's metric. `serial` tells apart a model made again for the same pair
+    (a metric dropped and added back), so that a fit of the old one is never adopted by the new."""
 
-    def __init__(self, kind: MetricKind, settings: ForecastSettings, model: Forecaster):
+    ref: TargetRef
+    kind: MetricKind
+    serial: int
+
+    def __str__(self) -> str:
+        return f"{self.ref} {self.kind.value}"
+
+    def phase(self) -> float:
+        """A share of the refit period of its own, the same in every process and run: where this
+        model's scheduled refits fall, so that models fitted together are not refitted together."""
+        digest = hashlib.sha256(f"{self.ref}/{self.kind.value}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class _Seeded:
+    """A track's state after `_Track.seed`, as a job sends it back."""
+
+    bucket: float | None
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+    pending: dict[float, list[_Expected]]
+    errors: tuple[tuple[float, float, float, bool], ...]
+    latest: LoadForecast | None
+    model: Forecaster
+    fitted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Fitted:
+    """A fit's outcome: the model fitted through `through` (the last bucket it saw), or why not."""
+
+    through: float
+    model: Forecaster | None
+    error: str | None = None
+    # Set when the fit lacked history: how many more points it needs.
+    lacking: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _SeedWork:
+    """The first fit of a model from the workload's recorded past, scored as `_Track.seed` does."""
+
+    kind: MetricKind
+    settings: ForecastSettings
+    model: Forecaster
+    history: pd.Series
+    before: float
+    level: float
+
+    def __call__(self) -> _Seeded:
+        track = _Track(self.kind, self.settings, self.model)
+        track.seed(self.history, self.before, self.level)
+        return track.export()
+
+
+@dataclass(frozen=True, slots=True)
+class _FitWork:
+    """The first fit of a model on the buckets a track has gathered."""
+
+    model: Forecaster
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+
+    def __call__(self) -> _Fitted:
+        series = pd.Series(list(self.values), index=pd.to_datetime(list(self.times), unit="s"))
+        try:
+            self.model.fit(series)
+        except InsufficientHistoryError as error:
+            return _Fitted(self.times[-1], None, str(error), max(1, error.needed - error.got))
+        except ForecastError as error:
+            return _Fitted(self.times[-1], None, str(error))
+        return _Fitted(self.times[-1], self.model)
+
+
+@dataclass(frozen=True, slots=True)
+class _RefitWork:
+    """A refit of a model (pickled when submitted: the track goes on using its own copy)."""
+
+    model: bytes
+    reason: RefitReason
+    through: float
+
+    def __call__(self) -> _Fitted:
+        model = pickle.loads(self.model)
+        report = model.refit(self.reason)
+        return _Fitted(self.through, model, report.refit_error)
+
+
+class _Track:
+    """State for one target and metric. With a concurrent fitter, fits run beside the tick: the
+    track goes on gathering buckets (and a fitted model on forecasting) while its job runs, and
+    catches the adopted model up on the buckets that closed meanwhile."""
+
+    def __init__(
+        self,
+        kind: MetricKind,
+        settings: ForecastSettings,
+        model: Forecaster,
+        fitter: Fitter = INLINE,
+        key: TrackKey | None = None,
+    ):
         self.kind = kind
         self._settings = settings
         self._model = model
+        self._fitter = fitter
+        self._key = key
         self._fitted = False
         self._bucket: float | None = None
         self._sum = 0.0
@@ -79,8 +205,34 @@ class _Track:
         # (|actual - mean|, |actual - naive|, actual, covered) per scored forecast.
         self._errors: deque[tuple[float, float, float, bool]] = deque(maxlen=settings.quality_window)
         self.latest: LoadForecast | None = None
+        self._level = 0.5
+        # Whether a job of this track is in the fitter, and why the last fit failed, if it did.
+        self._submitted = False
+        self._failure: str | None = None
+        # With a concurrent fitter, no fit is tried again before the track holds this many buckets:
+        # as many more as the last fit said it lacked.
+        self._retry_at = 0
+
+    @property
+    def key(self) -> TrackKey | None:
+        return self._key
+
+    def state(self) -> ModelState:
+        if self._submitted and self._key is not None:
+            running = self._fitter.state(self._key)
+            if running is not None:
+                return running
+        if self._fitted:
+            return ModelState.FITTED
+        return ModelState.FAILED if self._failure is not None else ModelState.WAITING
+
+    @property
+    def fitting(self) -> bool:
+        """Whether the track has no model yet because its first fit is still in the fitter."""
+        return self._submitted and not self._fitted
 
     def observe(self, at: float, value: float, level: float) -> None:
+        self._level = level
         bucket = math.floor(at / self._settings.bucket_s) * self._settings.bucket_s
         if self._bucket is None or bucket > self._bucket:
             if self._bucket is not None and self._count:
@@ -89,6 +241,101 @@ class _Track:
         if bucket == self._bucket:
             self._sum += value
             self._count += 1
+
+    def start_seed(self, history: pd.Series, before: float, level: float) -> None:
+        """Seed from the recorded past (see `seed`) through the fitter: at once with an inline one,
+        else beside the tick, the track gathering buckets meanwhile."""
+        self._level = level
+        work = _SeedWork(self.kind, self._settings, self._model, history, before, level)
+        if not self._fitter.concurrent:
+            self._take_seed(work())
+            return
+        self._submit(Priority.NEW, dataclasses.replace(work, history=history.copy()))
+
+    def adopt(self, done: FitDone) -> None:
+        """Take a finished job of a concurrent fitter in, and catch its model up."""
+        self._submitted = False
+        if done.error is not None:
+            self._failure = done.error
+            return
+        if isinstance(done.result, _Seeded):
+            self._take_seed(done.result)
+            return
+        assert isinstance(done.result, _Fitted)
+        first = not self._fitted
+        if not self._take_fit(done.result):
+            return
+        later = [
+            (t, v) for t, v in zip(self._times, self._values, strict=True) if t > done.result.through
+        ]
+        if later:
+            try:
+                self._model.update(
+                    pd.Series(
+                        [v for _, v in later], index=pd.to_datetime([t for t, _ in later], unit="s")
+                    )
+                )
+            except ForecastError:
+                self.latest = None
+                return
+        # A refitted model forecasts from the next bucket on: the current forecast is being scored.
+        if first and self._times:
+            self._forecast(self._times[-1], self._values[-1], self._level)
+
+    def export(self) -> _Seeded:
+        return _Seeded(
+            self._bucket,
+            tuple(self._times),
+            tuple(self._values),
+            self._pending,
+            tuple(self._errors),
+            self.latest,
+            self._model,
+            self._fitted,
+        )
+
+    def _take_seed(self, seeded: _Seeded) -> None:
+        if seeded.bucket is None:
+            return  # nothing recorded to seed from: the track fits on what it gathers
+        gathered = [(t, v) for t, v in zip(self._times, self._values, strict=True) if t >= seeded.bucket]
+        self._times.clear()
+        self._values.clear()
+        self._times.extend(seeded.times)
+        self._values.extend(seeded.values)
+        self._pending = seeded.pending
+        self._errors.clear()
+        self._errors.extend(seeded.errors)
+        self.latest = seeded.latest
+        self._model = seeded.model
+        self._fitted = seeded.fitted
+        self._defer_refits()
+        for at, value in gathered:
+            self._close(at, value, self._level)
+        # The bucket after the last seeded one is the first open one; late samples of seeded
+        # buckets are then ignored instead of closing a bucket twice.
+        if self._bucket is None or self._bucket < seeded.bucket:
+            self._bucket, self._sum, self._count = seeded.bucket, 0.0, 0
+
+    def _take_fit(self, fitted: _Fitted) -> bool:
+        if fitted.model is None:
+            self._failure = fitted.error
+            if self._fitter.concurrent and fitted.lacking:
+                self._retry_at = len(self._values) + fitted.lacking
+            return False
+        self._failure = fitted.error  # a refit that failed leaves the previous fit in use
+        self._model = fitted.model
+        self._fitted = True
+        self._defer_refits()
+        return True
+
+    def _defer_refits(self) -> None:
+        if self._fitter.concurrent and self._fitted and isinstance(self._model, StatefulForecaster):
+            self._model.defer_refits(None if self._key is None else self._key.phase())
+
+    def _submit(self, priority: Priority, work: Callable[[], object]) -> None:
+        assert self._key is not None, "a concurrent fitter needs the track's key"
+        self._submitted = True
+        self._fitter.submit(FitJob(self._key, priority, work))
 
     def seed(self, history: pd.Series, before: float, level: float) -> None:
         """Start from the workload's recorded past instead of from nothing: the complete buckets
@@ -152,6 +399,16 @@ class _Track:
         self._values.append(value)
         try:
             self._feed(bucket, value)
+        except ForecastError:
+            self.latest = None
+            return
+        if self._fitted:
+            self._forecast(bucket, value, level)
+        else:
+            self.latest = None
+
+    def _forecast(self, bucket: float, value: float, level: float) -> None:
+        try:
             forecast = self._model.forecast(self._settings.horizon_buckets, level)
         except ForecastError:
             self.latest = None
@@ -165,12 +422,31 @@ class _Track:
                 )
 
     def _feed(self, bucket: float, value: float) -> None:
+        """The bucket to the model: an update of a fitted one (and, with a concurrent fitter, its
+        refit when due), else its first fit once there may be history enough."""
         if self._fitted:
             self._model.update(pd.Series([value], index=pd.to_datetime([bucket], unit="s")))
+            if self._fitter.concurrent and not self._submitted:
+                self._refit_if_due(bucket)
             return
-        series = pd.Series(list(self._values), index=pd.to_datetime(list(self._times), unit="s"))
-        self._model.fit(series)
-        self._fitted = True
+        if self._submitted or len(self._values) < self._retry_at:
+            return
+        work = _FitWork(self._model, tuple(self._times), tuple(self._values))
+        if not self._fitter.concurrent:
+            fitted = work()
+            if not self._take_fit(fitted):
+                raise ForecastError(fitted.error or "fit failed")
+            return
+        self._submit(Priority.NEW, work)
+
+    def _refit_if_due(self, bucket: float) -> None:
+        if not isinstance(self._model, StatefulForecaster):
+            return  # a model of another kind refits within its own `update`
+        reason = self._model.refit_due()
+        if reason is None:
+            return
+        priority = Priority.DRIFTED if reason is RefitReason.DRIFT else Priority.SCHEDULED
+        self._submit(priority, _RefitWork(pickle.dumps(self._model), reason, bucket))
 
     def _recurring(self, times: tuple[float, ...], last_bucket: float) -> tuple[float, ...]:
         """Per bucket of `times`, the load the same time of day reached on at least
@@ -224,49 +500,86 @@ class _Track:
 
 
 class ModelForecaster:
-    """The `Forecaster` stage of `reconcile_once`, on the `forecasting` library."""
+    """The `Forecaster` stage of `reconcile_once`, on the `forecasting` library. `fitter` runs the
+    fits: inline by default (the simulator, backtests and benches), beside the tick in the
+    controller, where finished fits are adopted at the start of the next `forecast` call."""
 
     def __init__(
         self,
         settings: ForecastSettings = DEFAULT_SETTINGS,
         make_model: Callable[[ModelName], Forecaster] = make_forecaster,
+        fitter: Fitter = INLINE,
     ) -> None:
         self._settings = settings
         self._make_model = make_model
+        self._fitter = fitter
         self._tracks: dict[tuple[TargetRef, MetricKind], _Track] = {}
         self._kinds: dict[TargetRef, tuple[MetricKind, ...]] = {}
+        self._serial = 0
 
     def latest(self, ref: TargetRef, kind: MetricKind) -> LoadForecast | None:
         track = self._tracks.get((ref, kind))
         return None if track is None else track.latest
 
+    def model_states(self) -> dict[ModelState, int]:
+        """How many models (targets × metrics) stand where, every state present."""
+        counts = dict.fromkeys(ModelState, 0)
+        for track in self._tracks.values():
+            counts[track.state()] += 1
+        return counts
+
     def forecast(
         self, target: Target, load: LoadSnapshot, now: float, past: RecordedLoad = NO_HISTORY
     ) -> Forecasts:
+        self._adopt_finished()
         ref = target.state.ref
         found: dict[MetricKind, LoadForecast | None] = {}
+        fitting: set[MetricKind] = set()
         for kind in target.config.metrics:
             key = (ref, kind)
             track = self._tracks.get(key)
             if track is None:
-                track = _Track(kind, self._settings, self._make_model(self._settings.model))
+                self._serial += 1
+                track = _Track(
+                    kind,
+                    self._settings,
+                    self._make_model(self._settings.model),
+                    self._fitter,
+                    TrackKey(ref, kind, self._serial),
+                )
                 recorded = past.recorded(ref, kind)
                 if recorded is not None:
-                    track.seed(recorded, now, target.config.confidence)
+                    track.start_seed(recorded, now, target.config.confidence)
                 # Kept only once seeded: a seed that raised is tried again next tick, not half-kept.
                 self._tracks[key] = track
             sample = load.get(kind)
             if sample is not None:
                 track.observe(sample.at, sample.value, target.config.confidence)
             found[kind] = track.latest
+            if track.latest is None and track.fitting:
+                fitting.add(kind)
         # A metric dropped from the annotations leaves no model behind.
         for kind in self._kinds.get(ref, ()):
             if kind not in found:
-                self._tracks.pop((ref, kind), None)
+                self._forget(self._tracks.pop((ref, kind), None))
         self._kinds[ref] = tuple(found)
-        return Forecasts(found)
+        return Forecasts(found, frozenset(fitting))
 
     def keep_only(self, refs: AbstractSet[TargetRef]) -> None:
         for gone in [ref for ref in self._kinds if ref not in refs]:
             for kind in self._kinds.pop(gone):
-                self._tracks.pop((gone, kind), None)
+                self._forget(self._tracks.pop((gone, kind), None))
+
+    def _adopt_finished(self) -> None:
+        done = self._fitter.collect()
+        if not done:
+            return
+        by_key = {track.key: track for track in self._tracks.values()}
+        for finished in done:
+            track = by_key.get(finished.key)  # type: ignore[call-overload]  # keys are TrackKeys
+            if track is not None:
+                track.adopt(finished)
+
+    def _forget(self, track: _Track | None) -> None:
+        if track is not None and track.key is not None:
+            self._fitter.discard((track.key,))

@@ -246,9 +246,26 @@ class LoadForecast:
 
 
 class Forecasts(ByKind[LoadForecast]):
-    """The latest forecast per metric kind for one target; a kind left out has none."""
+    """The latest forecast per metric kind for one target; a kind left out has none. `fitting`
+    names the kinds left out because their model is still being fitted (beside the tick), so that
+    the policy can say so instead of "no forecast"."""
 
-    __slots__ = ()
+    __slots__ = ("fitting",)
+    fitting: frozenset[MetricKind]
+
+    def __init__(
+        self,
+        values: Mapping[MetricKind, LoadForecast | None] | None = None,
+        fitting: frozenset[MetricKind] = frozenset(),
+    ) -> None:
+        super().__init__(values)
+        object.__setattr__(self, "fitting", fitting)
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other) and isinstance(other, Forecasts) and self.fitting == other.fitting
+
+    def __hash__(self) -> int:
+        return hash((super().__hash__(), self.fitting))
 
 
 class SelectPolicy(Enum):

@@ -60,7 +60,7 @@ class Trust(Enum):
     TRUSTED = "trusted"
     UNTRUSTED = "untrusted"  # rejected for poor accuracy (it re-arms with hysteresis)
     STALE = "stale"  # too old or too short to cover the lead
-    WARMING = "warming-up"  # too few forecasts scored yet to judge
+    WARMING = "warming-up"  # too few forecasts scored yet to judge, or the model still fitting
     NONE = "no-forecast"
     UNKNOWN = "-"
 
@@ -356,7 +356,7 @@ def _trust(status: WorkloadStatus) -> Trust:
         return Trust.UNTRUSTED
     if Reason.FALLBACK_STALE_FORECAST in reasons:
         return Trust.STALE
-    if Reason.FALLBACK_SHORT_HISTORY in reasons:
+    if Reason.FALLBACK_SHORT_HISTORY in reasons or Reason.FALLBACK_MODEL_FITTING in reasons:
         return Trust.WARMING
     if Reason.FALLBACK_NO_FORECAST in reasons:
         return Trust.NONE

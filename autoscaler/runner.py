@@ -2,9 +2,10 @@
 
 APScheduler (3.x) calls the tick on an interval with one instance at a time: a tick that overruns
 makes the next one late, and late runs are coalesced into one, never stacked. Leader election, when
-enabled, renews the Lease on its own schedule so a slow tick cannot cost the lease. The loop never
-dies of an exception in a tick: it is logged and the next tick starts afresh. Stopping (SIGTERM)
-waits for the running tick, releases the lease, and returns.
+enabled, renews the Lease (or the shard Leases, `autoscaler.actuation.shards`) on its own schedule
+so a slow tick cannot cost the lease. The loop never dies of an exception in a tick: it is logged
+and the next tick starts afresh. Stopping (SIGTERM) waits for the running tick, releases the
+leases, and returns.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from autoscaler.actuation.leader import LeaderElector, LeaseSettings
+from autoscaler.actuation.leader import LeaseSettings
+from autoscaler.actuation.shards import ShardElector
+from autoscaler.fitting import PooledFitter, default_workers, process_pool
 from autoscaler.forecast_stage import ModelForecaster
 from autoscaler.kube import connect
 from autoscaler.observability.health import HealthServer
@@ -63,6 +66,8 @@ class RunSettings:
     identity: str
     # How long the reader waits for its first lists before the first tick gives up on this round.
     sync_timeout_s: float = 30.0
+    # Shards of the fleet, one Lease each (with election); one is the single leader's Lease.
+    shards: int = 1
 
 
 # /healthz fails once no tick has ended for this many intervals (and never sooner than the floor,
@@ -94,23 +99,33 @@ def run_controller(
     source = PrometheusSource(settings.prometheus, on_query=telemetry.query_done)
     informers = Informers(kube, settings.namespaces or None)
     elector = (
-        LeaderElector(kube, settings.lease, settings.identity, time.monotonic, time.time)
+        ShardElector(kube, settings.lease, settings.shards, settings.identity, time.monotonic, time.time)
         if settings.leader_elect
         else None
     )
-    may_act = elector.is_leader if elector is not None else lambda: True
+    may_act = elector.holds_any if elector is not None else lambda: True
+    # Models are fitted beside the tick, one process per CPU; the tick only submits and collects.
+    workers = default_workers()
+    fitter = PooledFitter(lambda: process_pool(workers), workers, on_fit=telemetry.fit_done)
+    forecaster = ModelForecaster(make_model=_guarded_model, fitter=fitter)
+    # With one shard, holding it is leading, and the workloads need no narrowing.
+    owns = elector.owns if elector is not None and settings.shards > 1 else None
     stages = cluster_stages(
         kube,
         informers,
         source,
-        ModelForecaster(make_model=_guarded_model),
+        forecaster,
         PredictivePolicy(interval_s=settings.interval_s),
         dry_run=settings.dry_run,
         may_act=may_act,
         on_record=telemetry.target_seen,
+        owns=owns,
     )
     controller = Controller(stages, may_act=may_act, on_problem=telemetry.metrics_problem)
-    telemetry.set_leader(elector is None)
+    if elector is None:
+        telemetry.set_leader(True)
+    else:
+        telemetry.set_shards((), settings.shards)
     health = None
     if settings.metrics_port is not None:
         health = HealthServer(
@@ -136,6 +151,7 @@ def run_controller(
             if health is not None:
                 health.beat(time.monotonic())
         telemetry.tick_done(report, time.monotonic() - began, time.time())
+        telemetry.set_models(forecaster.model_states())
         ticks += 1
         log.info(
             "tick done",
@@ -160,7 +176,7 @@ def run_controller(
         lease_elector = elector
 
         def lease_round() -> None:
-            telemetry.set_leader(lease_elector.try_acquire_or_renew())
+            telemetry.set_shards(lease_elector.round(), settings.shards)
 
         scheduler.add_job(
             lease_round,
@@ -190,13 +206,16 @@ def run_controller(
             "interval_s": settings.interval_s,
             "dry_run": settings.dry_run,
             "leader_elect": settings.leader_elect,
+            "shards": settings.shards,
         },
     )
+    fitter.start()
     scheduler.start()
     try:
         stop.wait()
     finally:
         scheduler.shutdown(wait=True)
+        fitter.shutdown()
         if elector is not None:
             elector.release()
         informers.stop()

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autoscaler.actuation.actuator import ClusterActuator
+from autoscaler.actuation.shards import OwnedReader
 from autoscaler.kube import Kube
 from autoscaler.metrics import MetricKind
 from autoscaler.model import LoadSnapshot, Target, TargetRef
@@ -50,17 +51,21 @@ def cluster_stages(
     dry_run: bool = False,
     may_act: Callable[[], bool] = lambda: True,
     on_record: Callable[[Target, Decision], None] | None = None,
+    owns: Callable[[TargetRef], bool] | None = None,
 ) -> Stages:
     """The stages of a controller in a cluster: `objects` (informers) read, Prometheus (or any
     source) measures, the Kubernetes API is written to. `on_record` hears of every decision
-    recorded (the telemetry's capacity series)."""
+    recorded (the telemetry's capacity series). `owns`: whether this replica holds a workload's
+    shard (`autoscaler.actuation.shards`); the tick sees only those, and writes only while it does."""
+    reader = ClusterReader(objects)
+    held = owns if owns is not None else (lambda ref: True)
     return Stages(
-        reader=ClusterReader(objects),
+        reader=reader if owns is None else OwnedReader(reader, owns),
         source=source,
         forecaster=forecaster,
         policy=policy,
-        actuator=ClusterActuator(kube, may_act=may_act, dry_run=dry_run),
-        recorder=ClusterRecorder(kube, may_act=may_act, dry_run=dry_run, on_record=on_record),
+        actuator=ClusterActuator(kube, may_act=may_act, dry_run=dry_run, owns=held),
+        recorder=ClusterRecorder(kube, may_act=may_act, dry_run=dry_run, on_record=on_record, owns=held),
     )
 
 

@@ -25,6 +25,10 @@ shift: MASE 0.50 instead of 0.47 on the EC2 trace). The selected model is then r
 explicit variance, so that cheap ``extend`` updates keep the variance of the fit instead of
 re-estimating it from the few new points.
 
+A pickled model (sent to or from a process that fits it) carries the fitted parameters and the
+residuals they were filtered on instead of statsmodels' results of a fresh fit, whose per-point
+filter output is most of their size; unpickling filters them again, which gives the same state.
+
 Intervals (``IntervalMethod.EMPIRICAL``, the default): the model's own h-step forecast standard
 deviation times the quantiles of its own in-sample standardized one-step errors, instead of the
 Gaussian ``±z``. Load innovations are heavy-tailed and skewed even on a log scale (most steps are
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -122,6 +127,24 @@ class _State:
     spec: str
     innovations: FloatArray | None = None
     """Sorted in-sample standardized one-step errors (for empirical interval quantiles)."""
+    source: tuple[FloatArray, ArimaOrder, FloatArray] | None = None
+    """What `results` was filtered from (residuals, order, parameters) while it is the fit's own,
+    not yet extended: what a pickle carries instead of `results`."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.source is not None:
+            state["results"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.source is not None and self.results is None:
+            endog, order, params = self.source
+            # The fit already recorded what statsmodels had to say about this very filter.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.results = ARIMA(endog, order=order, trend=_trend(order)).filter(params)
 
 
 class ArimaForecaster(StatefulForecaster):
@@ -183,7 +206,8 @@ class ArimaForecaster(StatefulForecaster):
         errors = errors[int(results.loglikelihood_burn) + 1 :]
         errors = np.sort(errors[np.isfinite(errors)])
         innovations = errors if errors.size >= 20 else None
-        self._state = _State(transform, regression, profile, results, None, spec, innovations)
+        source = (resid[-window:].copy(), order, np.asarray(results.params, dtype=np.float64))
+        self._state = _State(transform, regression, profile, results, None, spec, innovations, source)
         return FitReport(
             model=self.name,
             spec=spec,
@@ -299,6 +323,7 @@ class ArimaForecaster(StatefulForecaster):
         caught: list[FitWarning] = []
         with capture_warnings(caught, "extend"):
             state.results = state.results.extend(resid)
+        state.source = None
         errors = np.asarray(
             state.results.filter_results.standardized_forecasts_error[0], dtype=np.float64
         )

@@ -13,11 +13,17 @@ per series per tick, so a model is re-estimated
 and between refits the new points are only appended to the fitted state (cheap filtering with fixed
 parameters). A failed refit keeps the previous model, which stays usable, and is retried after
 ``min_spacing``.
+
+A caller that fits elsewhere (another process) calls ``defer_refits``: ``update`` then only appends,
+``refit_due`` says when and why a refit is due, and ``refit`` runs it, on a copy of the model that the
+caller adopts once it is done. Its scheduled refits fall on a phase of the cadence of its own
+(``scheduled_refit``), so that models fitted together are not all due together.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 import time
 import warnings
 from collections import deque
@@ -35,7 +41,7 @@ from forecasting.base import FitReport, FitWarning, Forecast, ModelName, RefitRe
 from forecasting.errors import ForecastError, GapTooLongError, InsufficientHistoryError, NotFittedError
 from forecasting.series import PrepConfig, RegularSeries, continue_series, prepare_series
 
-__all__ = ["Prediction", "RefitPolicy", "StatefulForecaster", "capture_warnings"]
+__all__ = ["Prediction", "RefitPolicy", "StatefulForecaster", "capture_warnings", "scheduled_refit"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -55,6 +61,23 @@ class RefitPolicy:
             raise ValueError("every must be positive and min_spacing non-negative")
         if self.drift_window < 1 or self.drift_threshold <= 0:
             raise ValueError("drift_window must be >= 1 and drift_threshold > 0")
+
+
+def scheduled_refit(end: pd.Timestamp, every: timedelta, phase: float | None = None) -> pd.Timestamp:
+    """When a model fitted on data up to `end` is next refitted on schedule: `every` after `end`,
+    or, given a `phase` in [0, 1), the first time at least half of `every` after `end` that lies
+    that share of the way into a period of `every` (counted from the epoch). Models fitted at the
+    same moment with different phases are then due at different times, spread over one period,
+    and each keeps refitting exactly `every` apart from then on."""
+    period = pd.Timedelta(every)
+    if phase is None:
+        return end + period
+    if not 0.0 <= phase < 1.0:
+        raise ValueError(f"phase must be in [0, 1), got {phase}")
+    epoch = pd.Timestamp(0, tz=end.tz)
+    offset = pd.Timedelta(round(phase * period.value))
+    periods = math.ceil((end + period / 2 - epoch - offset) / period)
+    return epoch + offset + periods * period
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,6 +121,8 @@ class StatefulForecaster(abc.ABC):
         self._next_due: pd.Timestamp | None = None
         self._fit_end: pd.Timestamp | None = None
         self._errors: deque[float] = deque(maxlen=refit.drift_window)
+        self._deferred = False
+        self._phase: float | None = None
 
     # -- hooks ------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -136,6 +161,31 @@ class StatefulForecaster(abc.ABC):
     def fit(self, series: pd.Series) -> FitReport:
         return self._fit_regular(prepare_series(series, self._prep), None)
 
+    def defer_refits(self, phase: float | None = None) -> None:
+        """From now on `update` leaves scheduled and drift refits to the caller (`refit_due`,
+        `refit`); a refit after a long gap still runs in `update`, since it starts over on the
+        points given. `phase` places the scheduled refits (see `scheduled_refit`)."""
+        self._deferred = True
+        self._phase = phase
+        if self._next_due is not None and self._fit_end is not None and self._refit.every is not None:
+            self._next_due = scheduled_refit(self._fit_end, self._refit.every, phase)
+
+    def refit_due(self) -> RefitReason | None:
+        """Why the model should be refitted now, if it should: it has drifted, or its scheduled
+        refit is due (a drift first: it is the more urgent)."""
+        if self._history is None:
+            return None
+        if self._drifted(self._history.end):
+            return RefitReason.DRIFT
+        if self._next_due is not None and self._history.end >= self._next_due:
+            return RefitReason.SCHEDULED
+        return None
+
+    def refit(self, reason: RefitReason) -> UpdateReport:
+        """Refit on the history held now, as `update` does when a refit is due; a failed refit
+        keeps the fitted state and is due again after `min_spacing`."""
+        return self._refit_or_append(None, self._require_history(), reason)
+
     def update(self, series: pd.Series) -> UpdateReport:
         history = self._require_history()
         try:
@@ -149,12 +199,13 @@ class StatefulForecaster(abc.ABC):
         if new is None:
             return UpdateReport(appended=0)
         combined = history.append(new, keep=self._max_points(history.step))
-        if self._next_due is not None and combined.end >= self._next_due:
+        due = self._next_due is not None and combined.end >= self._next_due
+        if due and not self._deferred:
             return self._refit_or_append(new, combined, RefitReason.SCHEDULED)
         errors, caught = self._append(new, combined)
         self._history = combined
         self._errors.extend(float(e) for e in errors)
-        if self._drifted(combined.end):
+        if not self._deferred and self._drifted(combined.end):
             return self._refit_or_append(None, combined, RefitReason.DRIFT, len(new), caught)
         return UpdateReport(appended=len(new), warnings=tuple(caught))
 
@@ -200,7 +251,7 @@ class StatefulForecaster(abc.ABC):
         self._last_fit = report
         self._fit_end = data.end
         every = self._refit.every
-        self._next_due = None if every is None else data.end + pd.Timedelta(every)
+        self._next_due = None if every is None else scheduled_refit(data.end, every, self._phase)
         self._errors.clear()
         return report
 

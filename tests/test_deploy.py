@@ -8,7 +8,7 @@ what they must say instead; yamllint passes over deploy/ and dashboards/; the co
 locked down (non-root as the image's user, read-only root, no privilege escalation, no
 capabilities, RuntimeDefault seccomp) and has requests and limits; probes, Service, ServiceMonitor
 and NetworkPolicy all use the metrics port the settings give `run`; PDB, Service and NetworkPolicy
-select the controller's pods; two replicas elect a leader on the Lease the Role names; every setting
+select the controller's pods; three replicas share shards on the Leases the Role names; every setting
 is a `run` flag's environment variable and `run` accepts them all; the namespaced component leaves no
 cluster-wide access; the examples' annotations are valid for the controller.
 
@@ -31,6 +31,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from autoscaler.actuation.shards import lease_names
 from autoscaler.config import parse_annotations
 from autoscaler.metrics import MetricKind, Scope, Signal
 from autoscaler.model import ScaleMode
@@ -273,17 +274,21 @@ def test_probes_service_and_policies_use_the_metrics_port(base: list[Obj]) -> No
     assert {53, 443, prometheus_port} <= egress_ports
 
 
-def test_two_replicas_elect_a_leader_on_the_lease_the_role_names(base: list[Obj]) -> None:
+def test_replicas_share_shards_on_the_leases_the_role_names(base: list[Obj]) -> None:
     deployment = find(base, "Deployment", "predictive-autoscaler")
     container = controller_container(base)
-    assert deployment["spec"]["replicas"] == 2
+    settings = settings_of(base)
+    shards = int(settings[ENV_PREFIX + "SHARDS"])
+    assert deployment["spec"]["replicas"] == 3
+    assert shards > deployment["spec"]["replicas"], "more shards than replicas, for an even load"
     assert "--leader-elect" in container["args"]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     role = find(base, "Role", "predictive-autoscaler-leader-election")
     assert role["metadata"]["namespace"] == deployment["metadata"]["namespace"] == CONTROLLER_NS
     named = [r for r in role["rules"] if r.get("resourceNames")]
-    assert [r["resourceNames"] for r in named] == [[settings_of(base)[ENV_PREFIX + "LEASE_NAME"]]]
+    leases = list(lease_names(settings[ENV_PREFIX + "LEASE_NAME"], shards))
+    assert [r["resourceNames"] for r in named] == [leases]
 
 
 def run_help_env_vars() -> set[str]:

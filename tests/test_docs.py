@@ -88,9 +88,9 @@ EXERCISED: dict[str, tuple[str, str]] = {
         "tests/test_fakekube.py::test_kubectl[rollout-status]",
         "runs `kubectl rollout status deploy/…` against the fake API server",
     ),
-    "kubectl -n predictive-autoscaler get lease predictive-autoscaler": (
-        "tests/test_deploy.py::test_two_replicas_elect_a_leader_on_the_lease_the_role_names",
-        "checks the Lease's namespace and name are those the controller is given",
+    "kubectl -n predictive-autoscaler get leases": (
+        "tests/test_deploy.py::test_replicas_share_shards_on_the_leases_the_role_names",
+        "checks the shard Leases' namespace and names are those the controller is given",
     ),
     "kubectl -n agents annotate deploy support-agent predictive-autoscaler.io/enabled=true "
     "predictive-autoscaler.io/metrics=cpu,requests predictive-autoscaler.io/target-requests-per-pod=2 "

@@ -35,6 +35,7 @@ import helm_sdkpy as typed_helm  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from autoscaler.actuation.shards import lease_names
 from tests.fakekube import FakeKube
 from tests.test_deploy import (
     CONTROLLER_NS,
@@ -262,8 +263,9 @@ def test_lease_name_and_scrape_job_follow_a_renamed_release(tmp_path: Path) -> N
     }
     settings = find(objects, "ConfigMap", f"{full}-settings")["data"]
     role = find(objects, "Role", f"{full}-leader-election")
+    shards = int(settings[ENV_PREFIX + "SHARDS"])
     assert [r["resourceNames"] for r in role["rules"] if "resourceNames" in r] == [
-        [settings[ENV_PREFIX + "LEASE_NAME"]]
+        list(lease_names(settings[ENV_PREFIX + "LEASE_NAME"], shards))
     ]
     monitor = find(objects, "ServiceMonitor", full)
     service = find(objects, "Service", full)
@@ -421,6 +423,8 @@ BAD_VALUES = [
     pytest.param({"watchNamespaces": ["Agents_1"]}, "/watchNamespaces/0", id="bad-namespace"),
     pytest.param({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", id="pull-policy"),
     pytest.param({"logLevel": "verbose"}, "/logLevel", id="log-level"),
+    pytest.param({"shards": 0}, "/shards", id="no-shards"),
+    pytest.param({"shards": 65}, "/shards", id="more-shards-than-run-takes"),
     pytest.param({"sharding": {"shards": 2}}, "sharding", id="unknown-value"),
 ]
 

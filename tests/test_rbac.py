@@ -5,11 +5,12 @@ ConfigMap's environment as rendered from deploy/, against the fake API server an
 (`prometheus_live`). Its scenarios: mode replicas scales a Deployment and a StatefulSet up, mode hpa
 raises the floor of an HPA on a Deployment and of one on a StatefulSet, a dry-run annotation makes it
 explain instead of act, a bad annotation gets its Event, the informers list and watch Deployments,
-StatefulSets, HPAs and pods, and leader election creates, renews and (on SIGTERM) releases the
-Lease. Every request in the fake's log becomes a Kubernetes access (verb, API
+StatefulSets, HPAs and pods, and the replica creates, renews and (on SIGTERM) releases the Lease of
+every shard the settings name. Every request in the fake's log becomes a Kubernetes access (verb, API
 group, resource/subresource, namespace, name). Then, for the roles bound to the Deployment's
 ServiceAccount: no wildcard anywhere, every access is allowed by some rule (namespace and
-resourceNames included), and every verb/resource a rule names was used. Cases: the cluster-wide
+resourceNames included), every verb/resource a rule names was used, and every Lease name it names
+was renewed. Cases: the cluster-wide
 base (ClusterRole + leader-election Role) and the namespaced component (Roles only).
 
 Also covers the mapping from HTTP requests to RBAC verbs itself.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.actuation.shards import lease_names
 from autoscaler.config import PREFIX
 from tests.fakekube import FakeKube
 from tests.polling import eventually
@@ -288,11 +290,13 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
         fake.add_pod(NS, f"web-{i}", owner="web")
 
     container = controller_container(objects)
-    lease_name = settings_of(objects)[ENV_PREFIX + "LEASE_NAME"]
+    settings = settings_of(objects)
+    shard_leases = lease_names(settings[ENV_PREFIX + "LEASE_NAME"], int(settings[ENV_PREFIX + "SHARDS"]))
     args = [*container.get("args", []), "--kubeconfig", str(kubeconfig), "--metrics-port", "0", *QUICK]
 
-    def lease() -> Obj:
-        return fake.get_object("Lease", CONTROLLER_NS, lease_name) or {}
+    def holders() -> list[str]:
+        leases = [fake.get_object("Lease", CONTROLLER_NS, name) or {} for name in shard_leases]
+        return [lease.get("spec", {}).get("holderIdentity", "?") for lease in leases]
 
     def deployment(name: str) -> Obj:
         found = fake.get_object("Deployment", NS, name)
@@ -314,9 +318,8 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
 
     controller = Controller(args, pod_environment(objects, prometheus_url))
     try:
-        eventually(
-            lambda: lease().get("spec", {}).get("holderIdentity") == "predictive-autoscaler-0", "lease"
-        )
+        # One replica alone holds every shard.
+        eventually(lambda: set(holders()) == {"predictive-autoscaler-0"}, "the shard leases")
         eventually(lambda: deployment("web")["spec"]["replicas"] != 2, "scale-up in mode replicas")
         eventually(lambda: hpa_floor() != 2, "HPA floor raised in mode hpa")
         eventually(lambda: statefulset("db")["spec"]["replicas"] != 2, "a StatefulSet scaled up")
@@ -343,7 +346,7 @@ def run_scenarios(fake: FakeKube, kubeconfig: Path, objects: Sequence[Obj], prom
     log = "".join(controller.lines)
     assert code == 0, log
     assert "tick failed" not in log
-    assert lease()["spec"]["holderIdentity"] == "", "released on SIGTERM"
+    assert set(holders()) == {""}, "released on SIGTERM"
 
 
 @pytest.mark.parametrize(
@@ -386,6 +389,9 @@ def test_roles_grant_exactly_what_the_controller_uses(
     used_grants = {(a.verb, a.group, a.resource) for a in accesses}
     unused = sorted(f"{rule.source}: {grant}" for rule in rules for grant in rule.grants() - used_grants)
     assert unused == [], "granted but never used"
+    named = {name for rule in rules if "leases" in rule.resources for name in rule.names}
+    renewed = {a.name for a in accesses if a.resource == "leases" and a.verb == "update"}
+    assert renewed == named, "every shard Lease the role names is renewed, and no other"
     # The scenarios did reach every kind of request the controller makes.
     assert used_grants == EXPECTED_GRANTS
 

@@ -4,7 +4,8 @@ target's scale mode (`autoscaler.modes`), and gives back raised HPA floors nobod
 Failures map to what helps, as the outcome of the result: a conflict is retried on the next tick; a
 permission error is reported and not retried for a while (a loop of 403s helps nobody); a workload
 that is gone is forgotten; an unavailable API server leaves everything as it was. Dry-run writes
-nothing to the workload or its HPA; a replica that does not lead writes nothing at all.
+nothing to the workload or its HPA; a replica that does not lead writes nothing at all, nor one
+that does not hold the workload's shard (`owns`, checked at the write).
 
 A scale patch carries the workload's resourceVersion, so an opt-out or a switch to dry-run made
 since the view was read makes it fail (409). An HPA floor patch is preconditioned on the HPA's
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from autoscaler.config import AnnotationError, parse_annotations
 from autoscaler.kube import Conflict, Forbidden, Gone, Kube, KubeError
-from autoscaler.model import Setpoint, Target
+from autoscaler.model import Setpoint, Target, TargetRef
 from autoscaler.modes import restore_floor, strategy_of
 from autoscaler.patches import Patch, Patched
 from autoscaler.policy import Decision
@@ -30,9 +31,17 @@ __all__ = ["ClusterActuator"]
 
 
 class ClusterActuator:
-    def __init__(self, kube: Kube, *, may_act: Callable[[], bool], dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        may_act: Callable[[], bool],
+        dry_run: bool = False,
+        owns: Callable[[TargetRef], bool] = lambda ref: True,
+    ) -> None:
         self._kube = kube
         self._may_act = may_act
+        self._owns = owns
         self._dry_run = dry_run
 
     def apply(self, decision: Decision, target: Target) -> ActuationResult:
@@ -52,13 +61,13 @@ class ClusterActuator:
                 return ActuationResult(ActOutcome.UNAVAILABLE, setpoint, str(error))
             if withdrawn is not None:
                 return ActuationResult(ActOutcome.CONFLICT, setpoint, withdrawn)
-        return self._send(patch, setpoint)
+        return self._send(patch, setpoint, target.state.ref)
 
     def release(self, release: Release, now: float) -> ActuationResult:
         setpoint, patch = restore_floor(release.hpa)
         if self._dry_run:
             return ActuationResult(ActOutcome.DRY_RUN, setpoint)
-        return self._send(patch, setpoint)
+        return self._send(patch, setpoint, release.ref)
 
     def _withdrawn(self, target: Target) -> str | None:
         """Why the workload, read again now, no longer asks for what `target` was decided as."""
@@ -83,8 +92,8 @@ class ClusterActuator:
             return f"{the}'s mode changed to {settings.mode.value} since it was read"
         return None
 
-    def _send(self, patch: Patch, setpoint: Setpoint) -> ActuationResult:
-        if not self._may_act():
+    def _send(self, patch: Patch, setpoint: Setpoint, ref: TargetRef) -> ActuationResult:
+        if not (self._may_act() and self._owns(ref)):
             return ActuationResult(ActOutcome.NOT_LEADER, setpoint)
         try:
             self._kube.patch(patch)

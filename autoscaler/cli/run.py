@@ -44,6 +44,9 @@ def _namespaces(text: str) -> tuple[str, ...]:
 
 
 _port = whole("a port number (0 turns the endpoint off)", lambda v: 0 <= v <= 65535)
+# Every replica reads every shard's Lease each retry period, so the count stays modest.
+MAX_SHARDS = 64
+_shards = whole(f"a number of shards from 1 to {MAX_SHARDS}", lambda v: 1 <= v <= MAX_SHARDS)
 
 
 def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -93,6 +96,16 @@ def add_run(commands: argparse._SubParsersAction[Parser]) -> None:
     add("--retry-period", type=_interval, default=2.0, help="default 2s")
     add("--identity", help="this replica's name in the Lease (default: host name and pid)")
     add(
+        "--shards",
+        type=_shards,
+        default=1,
+        help=(
+            "split the workloads into this many shards, one Lease each (<lease-name>-<i>), shared "
+            "among the replicas; more than 1 turns on --leader-elect (default 1: one leader on "
+            "<lease-name>)"
+        ),
+    )
+    add(
         "--log-level",
         choices=LOG_LEVELS,
         default="info",
@@ -134,9 +147,10 @@ def run_controller_command(args: argparse.Namespace) -> int:
         prometheus=prometheus,
         dry_run=args.dry_run,
         metrics_port=args.metrics_port or None,
-        leader_elect=args.leader_elect,
+        leader_elect=args.leader_elect or args.shards > 1,
         lease=lease,
         identity=args.identity or default_identity(),
+        shards=args.shards,
     )
     configure_logging(args.log_level, LogFormat(args.log_format))
     stop = threading.Event()

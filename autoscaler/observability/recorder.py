@@ -96,9 +96,12 @@ class ClusterRecorder:
         may_act: Callable[[], bool],
         dry_run: bool = False,
         on_record: Callable[[Target, Decision], None] | None = None,
+        owns: Callable[[TargetRef], bool] = lambda ref: True,
     ) -> None:
-        """`on_record` hears of every decision recorded, with its target (the telemetry's capacity)."""
+        """`on_record` hears of every decision recorded, with its target (the telemetry's capacity);
+        `owns` says whether this replica holds a workload's shard when its status is written."""
         self._kube = kube
+        self._owns = owns
         self._on_record = on_record
         self._events = Events(kube)
         self._may_act = may_act
@@ -150,7 +153,7 @@ class ClusterRecorder:
             return
         current = None if target.scaling is None else target.scaling.status
         status = encode_status(decision, False, _last_change(decision, result, current))
-        if _same_status(current, status) or not self._may_act():
+        if _same_status(current, status) or not (self._may_act() and self._owns(ref)):
             return
         try:
             self._kube.patch(annotation_patch(ref, {STATUS_KEY: status}))

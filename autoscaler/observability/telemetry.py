@@ -9,7 +9,8 @@ in one family per unit; the forecasts' rolling error and coverage; replicas (`so
 reactive, predictive, final), the mode and the reasons in effect, the lead time, and scale events by
 direction (the reasons in effect at an event say why it happened). Per controller: tick duration,
 Prometheus query duration, what kept Prometheus from giving a tick its data (by cause), Kubernetes
-API errors by status code, actuation outcomes, leader status, targets by state.
+API errors by status code, actuation outcomes, leader status and shards held, targets by state,
+models by the state of their fitting and how long fits take.
 
 Names follow Prometheus' conventions: a family has one unit, named by its suffix (`_cores`,
 `_bytes`, `_requests_per_second`, `_seconds`; `_ratio` for shares and ratios; counters end in
@@ -41,6 +42,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from autoscaler.fitting import ModelState
 from autoscaler.kube import KubeError
 from autoscaler.metrics import METRICS, MetricKind
 from autoscaler.model import Forecasts, LoadSnapshot, Target, TargetRef
@@ -83,6 +85,8 @@ class ReplicaSource(Enum):
 
 # A tick takes milliseconds per target once the models are fitted, and seconds when many fit at once.
 TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# A fit takes under a second on days of bucketed load, and up to the wall-clock guard on a starved CPU.
+FIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _PER_UNIT_HELP = {
@@ -212,10 +216,33 @@ class Telemetry:
         )
         self.leader = Gauge(
             PREFIX + "leader",
-            "1 while this replica may act (holds the lease, or no election)",
+            "1 while this replica may act (holds the lease, or a shard's, or no election)",
+            registry=r,
+        )
+        self.shards_held = Gauge(
+            PREFIX + "shards_held", "Shards whose Lease this replica holds", registry=r
+        )
+        self.shard_leader = Gauge(
+            PREFIX + "shard_leader",
+            "1 while this replica holds the shard's Lease",
+            ("shard",),
             registry=r,
         )
         self.targets = Gauge(PREFIX + "targets", "Opted-in workloads by state", ("state",), registry=r)
+        self.models = Gauge(
+            PREFIX + "models",
+            "Models (targets × metrics) by state of their fitting",
+            ("state",),
+            registry=r,
+        )
+        self.fit_seconds = Histogram(
+            PREFIX + "model_fit_duration_seconds",
+            "Time a model's fit took where it ran, the replay that seeds and scores a new one included",
+            buckets=FIT_BUCKETS,
+            registry=r,
+        )
+        for model_state in ModelState:
+            self.models.labels(model_state.value).set(0)
         # Series shown at zero from the start, so that rates and sums exist before the first event.
         for outcome in ("ok", "error"):
             self.query_seconds.labels(outcome)
@@ -239,6 +266,24 @@ class Telemetry:
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
+
+    def set_shards(self, held: Iterable[int], shards: int) -> None:
+        """The shards held out of `shards` (a series per shard; the number of shards is fixed
+        for the life of a process). Holding any of them is leading."""
+        holding = set(held)
+        for shard in range(shards):
+            self.shard_leader.labels(str(shard)).set(1 if shard in holding else 0)
+        self.shards_held.set(len(holding))
+        self.set_leader(bool(holding))
+
+    def set_models(self, counts: Mapping[ModelState, int]) -> None:
+        for model_state, count in counts.items():
+            self.models.labels(model_state.value).set(count)
+
+    def fit_done(self, seconds: float, finished: bool) -> None:
+        """A fit ended (`finished`: it ran to its end, whether or not a model came of it)."""
+        if finished:
+            self.fit_seconds.observe(seconds)
 
     def query_done(self, seconds: float, answered: bool) -> None:
         self.query_seconds.labels("ok" if answered else "error").observe(seconds)

@@ -42,6 +42,8 @@ class Reason(Enum):
     # Load came at this time of day on most recent days: pods for it ahead, trusted model or not.
     RECURRING_LOAD = "recurring-load"
     FALLBACK_NO_FORECAST = "fallback-no-forecast"
+    # No forecast yet because the metric's model is still being fitted beside the tick.
+    FALLBACK_MODEL_FITTING = "fallback-model-fitting"
     FALLBACK_SHORT_HISTORY = "fallback-short-history"
     FALLBACK_POOR_ACCURACY = "fallback-poor-accuracy"
     FALLBACK_STALE_FORECAST = "fallback-stale-forecast"

@@ -160,7 +160,10 @@ class PredictivePolicy:
                 forecast = inputs.forecasts.get(kind)
                 per_pod = config.per_pod_target(kind, state)
                 if forecast is None or per_pod is None:
-                    fallbacks.append(Reason.FALLBACK_NO_FORECAST)
+                    fitting = forecast is None and kind in inputs.forecasts.fitting
+                    fallbacks.append(
+                        Reason.FALLBACK_MODEL_FITTING if fitting else Reason.FALLBACK_NO_FORECAST
+                    )
                     continue
                 capacity = per_pod / config.target_utilization
                 if forecast.quality.scaled_error is not None:

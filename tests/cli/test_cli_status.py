@@ -357,7 +357,9 @@ def test_only_opted_in_workloads_show(world: World, capsys: pytest.CaptureFixtur
     assert ("shop", "deployment/plain") not in shown
     assert ("shop", "deployment/off") not in shown
     # Sorted by namespace, then name, the Deployment before the StatefulSet of its name.
-    assert list(lines_by_workload(out)) == sorted(shown, key=lambda k: (k[0], k[1].split("/")[1]))
+    assert list(lines_by_workload(out)) == sorted(
+        shown, key=lambda k: (k[0], k[1].split("/")[1], k[1].split("/")[0])
+    )
 
 
 def test_namespace_narrows(world: World, capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,6 +67,7 @@ def test_every_alert_is_shown_firing_and_silent() -> None:
     assert names == {
         "PredictiveAutoscalerDown",
         "PredictiveAutoscalerNoLeader",
+        "PredictiveAutoscalerShardUnheld",
         "PredictiveAutoscalerFallbackTooLong",
         "PredictiveAutoscalerForecastErrorHigh",
         "PredictiveAutoscalerActuationErrors",

@@ -147,6 +147,8 @@ def running(fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path) -> Iterator[R
             "--interval", "1s",
             "--metrics-port", str(port),
             "--namespaces", NS,
+            # Two shards, both held by this one replica: the shard panels have their series.
+            "--shards", "2",
         ],
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
@@ -200,6 +202,10 @@ def test_dashboards_and_alerts_read_what_the_controller_exports(
     fake_kube.put_object(deployment)
     eventually(scraped(prom, events, 2), "the second scale-up to be scraped")
     eventually(lambda: bool(prom.results(f"increase({events}[1m]) > 0")), "a rise within a minute")
+    # Models are fitted beside the tick: the forecast panels have data once all four are adopted.
+    fitted = 'predictive_autoscaler_models{state="fitted"}'
+    eventually(scraped(prom, fitted, 4), "the models to be fitted and their forecasts scraped")
+    eventually(scraped(prom, "predictive_autoscaler_model_fit_duration_seconds_count", 4), "fit times")
 
     empty: list[str] = []
     checked = 0

@@ -32,6 +32,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.cli import main
+from autoscaler.fitting import ModelState
 from autoscaler.forecast_stage import ModelForecaster
 from autoscaler.kube import Forbidden, Kind, connect
 from autoscaler.metrics import BUILTIN_KINDS, METRICS, MetricKind, Scope, Signal, custom_metric
@@ -305,7 +306,7 @@ def test_label_values_are_bounded() -> None:
         "mode": {m.value for m in Mode},
         "reason": {r.value for r in Reason},
         "direction": {d.value for d in Direction},
-        "state": {s.value for s in Standing},
+        "state": {s.value for s in Standing} | {s.value for s in ModelState},
         "stage": {s.value for s in Stage},
         "outcome": {o.value for o in ActOutcome} | {"ok", "error"},
         "code": {"0"},

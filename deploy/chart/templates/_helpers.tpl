@@ -39,6 +39,21 @@ app.kubernetes.io/component: controller
 {{- end -}}
 
 {{/*
+The Lease of each shard, a YAML list: the plain lease name for one shard, else <name>-<shard>
+(autoscaler.actuation.shards.lease_names).
+*/}}
+{{- define "predictive-autoscaler.leaseNames" -}}
+{{- $name := include "predictive-autoscaler.leaseName" . -}}
+{{- if eq (int .Values.shards) 1 -}}
+- {{ $name | quote }}
+{{- else -}}
+{{- range $shard := until (int .Values.shards) }}
+- {{ printf "%s-%d" $name $shard | quote }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The port of prometheus.url (the scheme's default when it names none), for the NetworkPolicy.
 */}}
 {{- define "predictive-autoscaler.prometheusPort" -}}
