@@ -41,11 +41,16 @@ class HealthServer:
                 else:
                     status, body = owner.answer(path)
                     payload = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The scraper or probe gave up before the answer was out (a slow exposition
+                    # of a large fleet): that answer is lost, and nothing else is wrong.
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: object) -> None:
                 # Probes every few seconds would drown the controller's own log.

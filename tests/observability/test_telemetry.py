@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -388,6 +389,37 @@ def test_metrics_are_served_beside_the_probes() -> None:
         assert not_ready.value.read().decode() == why + "\n"
     finally:
         server.stop()
+
+
+def test_a_scraper_that_gives_up_leaves_no_traceback_and_the_next_is_served(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # A slow exposition (a large fleet) outlives a scraper's timeout: writing to the closed
+    # connection must cost nothing but that answer, and print nothing into the JSON log.
+    asked, hung_up = threading.Event(), threading.Event()
+    large = b"# filler\n" * 1_000_000
+
+    def metrics() -> tuple[bytes, str]:
+        if not asked.is_set():
+            asked.set()
+            hung_up.wait(timeout=10)
+            return large, "text/plain"
+        return b"ok 1\n", "text/plain"
+
+    server = HealthServer(0, not_ready=lambda: None, metrics=metrics, host="127.0.0.1")
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert asked.wait(timeout=5)
+        client.close()
+        hung_up.set()
+        base = f"http://127.0.0.1:{server.port}"
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as answer:
+            assert answer.read() == b"ok 1\n"
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.fixture
