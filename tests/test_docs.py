@@ -31,6 +31,7 @@ import runpy
 import shlex
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -498,7 +499,10 @@ def test_python_script_exists_and_parses_its_arguments(command: Command) -> None
 def run_as_main(module: str, source: Path) -> None:
     """`python -m module` (when given) or `python source`, in this process."""
     if module:
-        runpy.run_module(module, run_name="__main__", alter_sys=False)
+        # Other tests import the module first; running it again as __main__ is what is meant here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__", alter_sys=False)
     else:
         runpy.run_path(str(source), run_name="__main__")
 
