@@ -67,13 +67,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoscaler.cli.common import duration
+from autoscaler.cli.common import EXIT_USAGE, Parser, duration, positive, whole
 from autoscaler.config import PREFIX
 from tests.fakekube import FakeKube
 from tests.fakekube.requestlog import RequestRecord
@@ -81,7 +81,6 @@ from tests.faultproxy import FaultProxy
 from tests.promserver import MISSING_MESSAGE, PromServer, backfill, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-EXIT_USAGE = 2
 CONTROLLER = ROOT / ".venv" / "bin" / "predictive-autoscaler"
 DEFAULT_TRACES = ROOT.parent / "shared" / "traces"
 NAMESPACES = tuple(f"team-{i}" for i in range(10))
@@ -1042,11 +1041,6 @@ def print_table(results: Sequence[Result]) -> None:
 # --- flags -------------------------------------------------------------------------------------------
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def sizes(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",")]
@@ -1057,24 +1051,7 @@ def sizes(text: str) -> list[int]:
     return values
 
 
-def positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not at least 1")
-    return value
+count = whole("a whole number of at least 1", lambda v: v >= 1)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

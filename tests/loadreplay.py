@@ -26,10 +26,12 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+
+from tests.promserver import exposition_handler
 
 __all__ = ["DailyRamp", "History", "main"]
 
@@ -276,19 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pattern, args.namespace, args.deployment, args.api, args.startup_seconds, args.history_start
     )
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = replay.exposition().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), exposition_handler(replay.exposition))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -24,8 +24,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +47,7 @@ __all__ = [
     "backfill",
     "bench_dataset",
     "cluster_dataset",
+    "exposition_handler",
     "free_port",
     "history_dataset",
     "live_dataset",
@@ -554,6 +556,24 @@ def backfill(dataset: OpenMetricsSource, workdir: Path) -> Path:
     )  # fmt: skip
     source.unlink()
     return tsdb
+
+
+def exposition_handler(render: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
+    """A scrape target for Prometheus: every GET answers `render()` in the text exposition format."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    return Handler
 
 
 def free_port() -> int:

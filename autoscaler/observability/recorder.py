@@ -38,18 +38,13 @@ from autoscaler.workload_status import (
     forecast_fields,
 )
 
-__all__ = ["ClusterRecorder", "status_json"]
+__all__ = ["ClusterRecorder"]
 
 log = logging.getLogger(__name__)
 
 _FOOTING_REASON = {Mode.PREDICTIVE: "Predictive", Mode.REACTIVE: "Reactive", Mode.HOLD: "Holding"}
 # Outcomes after which nothing is written on the workload, not even its status.
 _NO_STATUS = (ActOutcome.DRY_RUN, ActOutcome.GONE, ActOutcome.FORBIDDEN, ActOutcome.NOT_LEADER)
-
-
-def status_json(decision: Decision, dry_run: bool) -> str:
-    """The last decision, as the status annotation holds it (without a change to carry)."""
-    return encode_status(decision, dry_run)
 
 
 def _same_status(old: str | None, new: str) -> bool:

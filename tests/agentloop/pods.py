@@ -35,13 +35,13 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from tests.agentloop.scrape import write_file_sd
 from tests.agentloop.workload import Workload, ownership_series
-from tests.promserver import free_port
+from tests.promserver import exposition_handler, free_port
 
 __all__ = ["AGENT_SCRIPT", "AgentSpec", "Endpoint", "PodRecord", "PodRunner", "kill_group"]
 
@@ -180,7 +180,7 @@ class PodRunner:
         self._reapers: list[threading.Thread] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pod-runner", daemon=True)
-        self._ksm = ThreadingHTTPServer(("127.0.0.1", 0), self._ksm_handler())
+        self._ksm = ThreadingHTTPServer(("127.0.0.1", 0), exposition_handler(self._ksm_exposition))
         self._ksm.daemon_threads = True
         self._ksm_thread = threading.Thread(target=self._ksm.serve_forever, name="ksm", daemon=True)
         self.errors: list[str] = []
@@ -403,26 +403,12 @@ class PodRunner:
 
     # --- kube-state-metrics -----------------------------------------------------------------------
 
-    def _ksm_handler(self) -> type[BaseHTTPRequestHandler]:
-        runner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with runner._lock:
-                    names = [p.record.name for p in runner._pods]
-                series = ownership_series(runner.workload, names)
-                lines = []
-                for family in ("kube_pod_owner", "kube_replicaset_owner"):
-                    lines.append(f"# TYPE {family} gauge")
-                    lines += [f"{s} 1" for s in series if s.startswith(family + "{")]
-                body = ("\n".join(lines) + "\n").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        return Handler
+    def _ksm_exposition(self) -> str:
+        with self._lock:
+            names = [p.record.name for p in self._pods]
+        series = ownership_series(self.workload, names)
+        lines = []
+        for family in ("kube_pod_owner", "kube_replicaset_owner"):
+            lines.append(f"# TYPE {family} gauge")
+            lines += [f"{s} 1" for s in series if s.startswith(family + "{")]
+        return "\n".join(lines) + "\n"

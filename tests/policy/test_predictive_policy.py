@@ -28,9 +28,9 @@ from autoscaler.model import (
     TargetRef,
     WorkloadState,
 )
-from autoscaler.observability.recorder import status_json
 from autoscaler.policy import DecisionHistory, Mode, PolicyInputs, PredictivePolicy, Reason
 from autoscaler.policy.decision import Observation, Recommendation
+from autoscaler.workload_status import encode_status
 
 NOW = 2_000_000.0
 REF = TargetRef("shop", "web")
@@ -409,7 +409,7 @@ def test_explanation_shows_the_rise_and_where_a_rate_window_puts_it() -> None:
     decision = PredictivePolicy().decide(inputs)
     assert decision.trend_load == pytest.approx(200.0 + 0.5 * 240)
     # The status annotation carries the same figures as the line.
-    shown = json.loads(status_json(decision, dry_run=False))["forecast"]
+    shown = json.loads(encode_status(decision, dry_run=False))["forecast"]
     assert shown == {"metric": "requests", "peak": 220.0, "level": 0.8, "risingTo": 320.0,
                         "leadSeconds": 150.0}  # fmt: skip
     assert decision.explain() == (
