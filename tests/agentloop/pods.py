@@ -140,10 +140,16 @@ def probe(url: str, timeout_s: float = 0.5) -> bool:
         return False
 
 
+# A pod's process that exits before it was ever ready is started again at most this many times;
+# after that its exit is an error of the run.
+_START_ATTEMPTS = 3
+
+
 class _Pod:
     def __init__(self, record: PodRecord, process: subprocess.Popen[bytes]) -> None:
         self.record = record
         self.process = process
+        self.restarts = 0
 
     @property
     def url(self) -> str:
@@ -288,17 +294,33 @@ class PodRunner:
             "spec": {"containers": [{"name": "agent", "image": "examples/agent-service:local"}]},
         }
         _call("POST", self._pods_url, body)
-        port = free_port()
-        with (self.logs / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                self.spec.command(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        port, process = self._spawn(name)
         started = time.time()
         pod = _Pod(PodRecord(name, port, started), process)
         with self._lock:
             self._pods.append(pod)
             self._records[name] = pod.record
         self._pod_status(name, ready=False, started=started, transition=started)
+
+    def _spawn(self, name: str) -> tuple[int, subprocess.Popen[bytes]]:
+        port = free_port()
+        with (self.logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                self.spec.command(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return port, process
+
+    def _restart(self, pod: _Pod) -> None:
+        """What the kubelet does with a container that exits: start it again, here on a port of its
+        own (a start can fail for a reason of the moment: the free port taken before the agent
+        bound it). The pod stays unready until its new process answers /ready."""
+        port, pod.process = self._spawn(pod.record.name)
+        pod.restarts += 1
+        started = time.time()
+        with self._lock:
+            pod.record = replace(pod.record, port=port, started=started)
+            self._records[pod.record.name] = pod.record
+        self._pod_status(pod.record.name, ready=False, started=started, transition=started)
 
     def _pod_status(self, name: str, *, ready: bool, started: float, transition: float) -> None:
         flag = "True" if ready else "False"
@@ -325,6 +347,9 @@ class PodRunner:
         for pod in list(self._pods):
             record = pod.record
             code = pod.process.poll()
+            if code is not None and record.probed_ready is None and pod.restarts < _START_ATTEMPTS:
+                self._restart(pod)
+                continue
             if code is not None:
                 self._note(f"pod runner: {record.name} exited with {code}")
                 with self._lock:
