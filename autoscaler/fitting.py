@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import multiprocessing
 import os
 import threading
@@ -25,6 +26,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from pathlib import Path
 from typing import Protocol
 
 __all__ = [
@@ -137,18 +139,48 @@ def _run(work: Callable[[], object]) -> tuple[object, float]:
     return result, time.perf_counter() - began
 
 
+# How much less CPU priority a fitting worker has than the tick: fits use whatever the tick leaves,
+# so a tick's decisions are never slowed by a fleet's worth of fitting on the same cores.
+WORKER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    os.nice(WORKER_NICENESS)
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes started from a fork server that has already imported the forecaster stage
     (and with it pandas and statsmodels): a new or replaced worker is ready in a fraction of the
-    time a spawned interpreter needs, and nothing of the controller's threads is forked."""
+    time a spawned interpreter needs, and nothing of the controller's threads is forked. Workers
+    run at a lower CPU priority than the controller (`WORKER_NICENESS`)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["autoscaler.forecast_stage"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_lower_priority)
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: those it may run on, at most its container's CPU limit
+    (cgroup v2 `cpu.max`, rounded up). A pod limited to one CPU on a large node would otherwise start
+    a worker, and its memory, for every CPU of the node."""
+    cpus = max(1, len(os.sched_getaffinity(0)))
+    limit = cpu_limit(cpu_max)
+    return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
+
+
+def cpu_limit(cpu_max: Path = CGROUP_CPU_MAX) -> float | None:
+    """The CPU limit in `cpu_max` ("<quota> <period>" in microseconds, or "max <period>"), or None
+    where there is none or it cannot be read."""
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota == "max":
+            return None
+        limit = int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+    return limit if limit > 0 else None
 
 
 class PooledFitter:

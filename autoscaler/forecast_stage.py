@@ -20,7 +20,6 @@ tick and caught up on the buckets that closed meanwhile.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import pickle
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from autoscaler.fitting import INLINE, FitDone, FitJob, Fitter, ModelState, Priority
@@ -75,6 +76,110 @@ DAY_S = 86_400
 # Today's level is taken to be at most this many times that of the past days, or its inverse.
 MAX_LEVEL_CHANGE = 1.5
 
+FloatArray = npt.NDArray[np.float64]
+_NO_BUCKETS: FloatArray = np.empty(0)
+# Whole seconds within this bound are nanosecond timestamps that fit an int64.
+_MAX_NS_SECONDS = pd.Timestamp.max.value // 1_000_000_000
+
+
+def _bucket_means(history: pd.Series, step: int, before: float) -> tuple[FloatArray, FloatArray]:
+    """The start time and mean of each complete bucket of `history` before `before`."""
+    values = history.dropna()
+    if values.empty:
+        return _NO_BUCKETS, _NO_BUCKETS
+    # In the index's own unit, whatever pandas chose for it (ns, us or s), converted to seconds.
+    seconds = pd.DatetimeIndex(values.index).as_unit("s").asi8
+    buckets = pd.Series(values.to_numpy(dtype=float), index=(seconds // step) * step)
+    means = buckets.groupby(level=0).mean()
+    means = means[means.index + step <= before]
+    return means.index.to_numpy(dtype=np.float64), means.to_numpy(dtype=np.float64)
+
+
+def _as_series(times: FloatArray, values: FloatArray) -> pd.Series:
+    """Buckets as a model takes them: means indexed by their start."""
+    return pd.Series(values, index=pd.to_datetime(times, unit="s"))
+
+
+def _one_bucket(at: float, value: float) -> pd.Series:
+    """`_as_series` of one bucket, as every closed bucket of every track feeds its model. pandas'
+    conversion of float times is slow, so a time in whole seconds (as bucket times are) is made a
+    nanosecond timestamp directly: the resolution the model's series is cleaned to anyway."""
+    if float(at).is_integer() and -_MAX_NS_SECONDS <= at <= _MAX_NS_SECONDS:
+        index = pd.DatetimeIndex(np.array([int(at) * 1_000_000_000], dtype="datetime64[ns]"))
+    else:
+        index = pd.to_datetime([at], unit="s")
+    return pd.Series([value], index=index)
+
+
+class _Buckets:
+    """The last `size` closed buckets of a track, oldest first: start times and means in two
+    arrays with some room beyond `size`. A bucket is written in place; only when the room is used up
+    are the buckets kept moved to the front, so appending costs little on average and the buckets
+    are always one contiguous, sorted slice (`np.searchsorted` finds a time in it)."""
+
+    __slots__ = ("_end", "_size", "_start", "_times", "_values")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._times: FloatArray = _NO_BUCKETS
+        self._values: FloatArray = _NO_BUCKETS
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def times(self) -> FloatArray:
+        """A view, valid until the buckets change."""
+        return self._times[self._start : self._end]
+
+    @property
+    def values(self) -> FloatArray:
+        """A view, valid until the buckets change."""
+        return self._values[self._start : self._end]
+
+    def clear(self) -> None:
+        self._start = self._end = 0
+
+    def append(self, at: float, value: float) -> None:
+        if self._end == self._times.shape[0]:
+            self._make_room(1)
+        self._times[self._end] = at
+        self._values[self._end] = value
+        self._end += 1
+        self._start = max(self._start, self._end - self._size)
+
+    def extend(self, times: FloatArray, values: FloatArray) -> None:
+        count = min(times.shape[0], self._size)
+        if count == 0:
+            return
+        if self._end + count > self._times.shape[0]:
+            self._make_room(count)
+        end = self._end + count
+        self._times[self._end : end] = times[times.shape[0] - count :]
+        self._values[self._end : end] = values[values.shape[0] - count :]
+        self._end = end
+        self._start = max(self._start, end - self._size)
+
+    def _make_room(self, count: int) -> None:
+        """Room for `count` more buckets at the end, keeping those of the last `size` they leave."""
+        keep = max(0, min(len(self), self._size - count))
+        room = self._size + max(1, self._size // 8)
+        capacity = self._times.shape[0]
+        if capacity < room:
+            # Grown by doubling: a track that is new holds a few buckets, not a week's room.
+            capacity = min(room, max(keep + count, 2 * capacity, 16))
+            times, values = np.empty(capacity), np.empty(capacity)
+        else:
+            times, values = self._times, self._values
+        start = self._end - keep
+        # Overlapping when moved within the same arrays: numpy copies as if through a buffer.
+        times[:keep] = self._times[start : self._end]
+        values[:keep] = self._values[start : self._end]
+        self._times, self._values = times, values
+        self._start, self._end = 0, keep
+
 
 @dataclass(frozen=True, slots=True)
 class _Expected:
@@ -102,13 +207,13 @@ class TrackKey:
         return int.from_bytes(digest[:8], "big") / 2**64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Seeded:
     """A track's state after `_Track.seed`, as a job sends it back."""
 
     bucket: float | None
-    times: tuple[float, ...]
-    values: tuple[float, ...]
+    times: FloatArray
+    values: FloatArray
     pending: dict[float, list[_Expected]]
     errors: tuple[tuple[float, float, float, bool], ...]
     latest: LoadForecast | None
@@ -127,40 +232,42 @@ class _Fitted:
     lacking: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _SeedWork:
-    """The first fit of a model from the workload's recorded past, scored as `_Track.seed` does."""
+    """The first fit of a model from the workload's recorded past, scored as `_Track.seed` does.
+    It carries the means of the recorded buckets (see `_bucket_means`), not the recorded points:
+    a job may wait in the fitter's queue a long while, and many at once."""
 
     kind: MetricKind
     settings: ForecastSettings
     model: Forecaster
-    history: pd.Series
-    before: float
+    times: FloatArray
+    means: FloatArray
     level: float
 
     def __call__(self) -> _Seeded:
         track = _Track(self.kind, self.settings, self.model)
-        track.seed(self.history, self.before, self.level)
+        track.seed(self.times, self.means, self.level)
         return track.export()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _FitWork:
     """The first fit of a model on the buckets a track has gathered."""
 
     model: Forecaster
-    times: tuple[float, ...]
-    values: tuple[float, ...]
+    times: FloatArray
+    values: FloatArray
 
     def __call__(self) -> _Fitted:
-        series = pd.Series(list(self.values), index=pd.to_datetime(list(self.times), unit="s"))
+        through = float(self.times[-1])
         try:
-            self.model.fit(series)
+            self.model.fit(_as_series(self.times, self.values))
         except InsufficientHistoryError as error:
-            return _Fitted(self.times[-1], None, str(error), max(1, error.needed - error.got))
+            return _Fitted(through, None, str(error), max(1, error.needed - error.got))
         except ForecastError as error:
-            return _Fitted(self.times[-1], None, str(error))
-        return _Fitted(self.times[-1], self.model)
+            return _Fitted(through, None, str(error))
+        return _Fitted(through, self.model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +306,7 @@ class _Track:
         self._bucket: float | None = None
         self._sum = 0.0
         self._count = 0
-        self._times: deque[float] = deque(maxlen=settings.history_buckets)
-        self._values: deque[float] = deque(maxlen=settings.history_buckets)
+        self._history = _Buckets(settings.history_buckets)
         self._pending: dict[float, list[_Expected]] = {}
         # (|actual - mean|, |actual - naive|, actual, covered) per scored forecast.
         self._errors: deque[tuple[float, float, float, bool]] = deque(maxlen=settings.quality_window)
@@ -243,14 +349,23 @@ class _Track:
             self._count += 1
 
     def start_seed(self, history: pd.Series, before: float, level: float) -> None:
-        """Seed from the recorded past (see `seed`) through the fitter: at once with an inline one,
-        else beside the tick, the track gathering buckets meanwhile."""
+        """Seed from the complete buckets of the recorded past before `before` (see `seed`) through
+        the fitter: at once with an inline one, else beside the tick, the track gathering buckets
+        meanwhile."""
         self._level = level
-        work = _SeedWork(self.kind, self._settings, self._model, history, before, level)
+        try:
+            times, means = _bucket_means(history, self._settings.bucket_s, before)
+        except Exception as error:
+            if not self._fitter.concurrent:
+                raise
+            # As the fitter takes a job that raised: this model fails, the tick goes on.
+            self._failure = f"{type(error).__name__}: {error}"
+            return
+        work = _SeedWork(self.kind, self._settings, self._model, times, means, level)
         if not self._fitter.concurrent:
             self._take_seed(work())
             return
-        self._submit(Priority.NEW, dataclasses.replace(work, history=history.copy()))
+        self._submit(Priority.NEW, work)
 
     def adopt(self, done: FitDone) -> None:
         """Take a finished job of a concurrent fitter in, and catch its model up."""
@@ -265,28 +380,23 @@ class _Track:
         first = not self._fitted
         if not self._take_fit(done.result):
             return
-        later = [
-            (t, v) for t, v in zip(self._times, self._values, strict=True) if t > done.result.through
-        ]
-        if later:
+        times, values = self._history.times, self._history.values
+        later = times > done.result.through
+        if later.any():
             try:
-                self._model.update(
-                    pd.Series(
-                        [v for _, v in later], index=pd.to_datetime([t for t, _ in later], unit="s")
-                    )
-                )
+                self._model.update(_as_series(times[later], values[later]))
             except ForecastError:
                 self.latest = None
                 return
         # A refitted model forecasts from the next bucket on: the current forecast is being scored.
-        if first and self._times:
-            self._forecast(self._times[-1], self._values[-1], self._level)
+        if first and len(self._history):
+            self._forecast(float(times[-1]), float(values[-1]), self._level)
 
     def export(self) -> _Seeded:
         return _Seeded(
             self._bucket,
-            tuple(self._times),
-            tuple(self._values),
+            self._history.times.copy(),
+            self._history.values.copy(),
             self._pending,
             tuple(self._errors),
             self.latest,
@@ -297,11 +407,11 @@ class _Track:
     def _take_seed(self, seeded: _Seeded) -> None:
         if seeded.bucket is None:
             return  # nothing recorded to seed from: the track fits on what it gathers
-        gathered = [(t, v) for t, v in zip(self._times, self._values, strict=True) if t >= seeded.bucket]
-        self._times.clear()
-        self._values.clear()
-        self._times.extend(seeded.times)
-        self._values.extend(seeded.values)
+        times, values = self._history.times, self._history.values
+        after = times >= seeded.bucket
+        gathered = list(zip(times[after].tolist(), values[after].tolist(), strict=True))
+        self._history.clear()
+        self._history.extend(seeded.times, seeded.values)
         self._pending = seeded.pending
         self._errors.clear()
         self._errors.extend(seeded.errors)
@@ -320,7 +430,7 @@ class _Track:
         if fitted.model is None:
             self._failure = fitted.error
             if self._fitter.concurrent and fitted.lacking:
-                self._retry_at = len(self._values) + fitted.lacking
+                self._retry_at = len(self._history) + fitted.lacking
             return False
         self._failure = fitted.error  # a refit that failed leaves the previous fit in use
         self._model = fitted.model
@@ -337,33 +447,22 @@ class _Track:
         self._submitted = True
         self._fitter.submit(FitJob(self._key, priority, work))
 
-    def seed(self, history: pd.Series, before: float, level: float) -> None:
-        """Start from the workload's recorded past instead of from nothing: the complete buckets
-        before `before` become the model's history, and the last `quality_window` of them are fed
-        one by one, so the forecasts a restarted controller makes are scored (and may be trusted)
-        at once rather than hours later."""
-        step = self._settings.bucket_s
-        values = history.dropna()
-        if values.empty:
+    def seed(self, times: FloatArray, means: FloatArray, level: float) -> None:
+        """Start from the workload's recorded past instead of from nothing: its complete buckets
+        (start times and means, oldest first: see `_bucket_means`) become the model's history, and
+        the last `quality_window` of them are fed one by one, so the forecasts a restarted
+        controller makes are scored (and may be trusted) at once rather than hours later."""
+        count = times.shape[0]
+        if count == 0:
             return
-        # In the index's own unit, whatever pandas chose for it (ns, us or s), converted to seconds.
-        seconds = pd.DatetimeIndex(values.index).as_unit("s").asi8
-        buckets = pd.Series(values.to_numpy(dtype=float), index=(seconds // step) * step)
-        means = buckets.groupby(level=0).mean()
-        means = means[means.index + step <= before]
-        if means.empty:
-            return
-        times = [float(t) for t in means.index]
-        points = [float(v) for v in means.to_numpy()]
-        replay = min(self._settings.quality_window, max(0, len(points) - 1))
-        split = len(points) - replay
-        self._times.extend(times[:split])
-        self._values.extend(points[:split])
-        for at, value in zip(times[split:], points[split:], strict=True):
+        replay = min(self._settings.quality_window, count - 1)
+        split = count - replay
+        self._history.extend(times[:split], means[:split])
+        for at, value in zip(times[split:].tolist(), means[split:].tolist(), strict=True):
             self._close(at, value, level)
         # The bucket after the last seeded one is the first open one; late samples of seeded
         # buckets are then ignored instead of closing a bucket twice.
-        self._bucket = times[-1] + step
+        self._bucket = float(times[-1]) + self._settings.bucket_s
         self._sum, self._count = 0.0, 0
 
     def quality(self) -> ForecastQuality:
@@ -395,8 +494,7 @@ class _Track:
             )
         for stale in [t for t in self._pending if t < bucket]:
             del self._pending[stale]
-        self._times.append(bucket)
-        self._values.append(value)
+        self._history.append(bucket, value)
         try:
             self._feed(bucket, value)
         except ForecastError:
@@ -425,13 +523,14 @@ class _Track:
         """The bucket to the model: an update of a fitted one (and, with a concurrent fitter, its
         refit when due), else its first fit once there may be history enough."""
         if self._fitted:
-            self._model.update(pd.Series([value], index=pd.to_datetime([bucket], unit="s")))
+            self._model.update(_one_bucket(bucket, value))
             if self._fitter.concurrent and not self._submitted:
                 self._refit_if_due(bucket)
             return
-        if self._submitted or len(self._values) < self._retry_at:
+        if self._submitted or len(self._history) < self._retry_at:
             return
-        work = _FitWork(self._model, tuple(self._times), tuple(self._values))
+        # Copies: the track goes on appending while a concurrent fitter runs the job.
+        work = _FitWork(self._model, self._history.times.copy(), self._history.values.copy())
         if not self._fitter.concurrent:
             fitted = work()
             if not self._take_fit(fitted):
@@ -453,33 +552,51 @@ class _Track:
         `recurring_share` of the past days that have it, scaled by how today's last hour compares
         with the same hour on those days; empty without two such days."""
         settings = self._settings
-        step = settings.bucket_s
-        known = dict(zip(self._times, self._values, strict=True))
-        recent = [known.get(last_bucket - i * step) for i in range(settings.recurring_level_buckets)]
+        days = settings.recurring_days
+        span = settings.recurring_level_buckets
+        back = np.arange(days + 1, dtype=np.float64) * DAY_S
+        # Row 0: the last `span` buckets, newest first; row d: the same buckets d days before.
+        hour = last_bucket - back[:, np.newaxis] - np.arange(span, dtype=np.float64) * settings.bucket_s
+        # Per bucket of `times`, the same bucket 1..days days before.
+        ahead = np.array(times, dtype=np.float64)[:, np.newaxis] - back[1:]
+        known = self._known(np.concatenate((hour.ravel(), ahead.ravel())))
+        if known is None:
+            return ()
+        rows = [known[i * span : (i + 1) * span] for i in range(days + 1)]
+        recent = rows[0]
         ratios = []
-        for day in range(1, settings.recurring_days + 1):
-            back = day * DAY_S
-            past = [known.get(last_bucket - back - i * step) for i in range(len(recent))]
-            pairs = [(r, p) for r, p in zip(recent, past, strict=True) if None not in (r, p)]
-            then = sum(p for _, p in pairs if p is not None)
+        for past in rows[1:]:
+            pairs = [
+                (r, p) for r, p in zip(recent, past, strict=True) if r is not None and p is not None
+            ]
+            then = sum(p for _, p in pairs)
             if pairs and then > 0:
-                ratios.append(sum(r for r, _ in pairs if r is not None) / then)
+                ratios.append(sum(r for r, _ in pairs) / then)
         if len(ratios) < 2:
             return ()
         ratios.sort()
         level = min(MAX_LEVEL_CHANGE, max(1 / MAX_LEVEL_CHANGE, ratios[len(ratios) // 2]))
         out = []
-        for t in times:
-            days = sorted(
-                (v for d in range(1, settings.recurring_days + 1)
-                 if (v := known.get(t - d * DAY_S)) is not None),
-                reverse=True,
-            )  # fmt: skip
-            if len(days) < 2:
+        offset = (days + 1) * span
+        for i in range(len(times)):
+            found = known[offset + i * days : offset + (i + 1) * days]
+            reached_on = sorted((v for v in found if v is not None), reverse=True)
+            if len(reached_on) < 2:
                 return ()
-            reached = days[math.ceil(settings.recurring_share * len(days)) - 1]
+            reached = reached_on[math.ceil(settings.recurring_share * len(reached_on)) - 1]
             out.append(reached * level)
         return tuple(out)
+
+    def _known(self, at: FloatArray) -> list[float | None] | None:
+        """The mean of the bucket kept at each time of `at`, None where none is; None without any
+        buckets kept. Bucket times are kept sorted and distinct."""
+        times = self._history.times
+        if times.shape[0] == 0:
+            return None
+        where = np.minimum(np.searchsorted(times, at), times.shape[0] - 1)
+        hit = (times[where] == at).tolist()
+        values = self._history.values[where].tolist()
+        return [v if h else None for v, h in zip(values, hit, strict=True)]
 
     def _convert(self, forecast: Forecast, last_bucket: float) -> LoadForecast:
         step = self._settings.bucket_s
@@ -538,6 +655,12 @@ class ModelForecaster:
         for kind in target.config.metrics:
             key = (ref, kind)
             track = self._tracks.get(key)
+            if track is None and past.pending(ref, kind):
+                # Its past is still to be read: the model starts from it, not from nothing, once
+                # it is; meanwhile the metric is decided reactively, as one whose model is fitting.
+                found[kind] = None
+                fitting.add(kind)
+                continue
             if track is None:
                 self._serial += 1
                 track = _Track(

@@ -170,6 +170,13 @@ def run_controller(
         )
 
     informers.start()
+    # The first tick decides on the workloads the informers have listed: started before their first
+    # lists, it would decide nothing and leave the whole fleet for one interval more.
+    if not informers.wait_synced(settings.interval_s):
+        log.warning(
+            "informers not synced after one interval; ticking anyway",
+            extra={"event": "not_synced", "waited_s": settings.interval_s},
+        )
     scheduler = BackgroundScheduler(timezone=UTC)
     first = datetime.now(UTC)
     if elector is not None:

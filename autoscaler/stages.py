@@ -147,12 +147,20 @@ class RecordedLoad(Protocol):
         """The load of `ref` for `kind` on a regular grid, or None when nothing is recorded."""
         ...
 
+    def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
+        """Whether the past of `ref` for `kind` is still to be read (a source reads a large fleet's
+        history over several ticks): its model waits for it rather than starting from nothing."""
+        ...
+
 
 class WithoutHistory:
     """A source that keeps no past: models start from the first observation."""
 
     def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
         return None
+
+    def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
+        return False
 
 
 NO_HISTORY = WithoutHistory()

@@ -91,6 +91,9 @@ class _Watched:
     def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
         return self.source.recorded(ref, kind)
 
+    def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
+        return self.source.pending(ref, kind)
+
 
 def _failure_cause(error: MetricsUnavailable) -> MetricsCause:
     """The cause of a whole tick's failure, by the class the transport raised (its words are its

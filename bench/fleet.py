@@ -28,7 +28,11 @@ What it reads, and from where:
 * CPU per tick: utime + stime (``/proc/PID/stat``) of the process and of its session, where its
   model-fitting workers run, over the ticks it ran; also over the second half of the run alone;
 * skipped ticks: APScheduler's "maximum number of running instances" and "was missed by" lines;
-* peak RSS: ``VmHWM`` in ``/proc/PID/status``, and the largest sum of ``VmRSS`` over its session;
+* peak RSS: ``VmHWM`` in ``/proc/PID/status``, and the largest sum of ``VmRSS`` over its session,
+  and of ``Pss`` (``/proc/PID/smaps_rollup``: each page once, what the pod's memory limit counts;
+  the fitting workers share much of their memory with the forkserver they are forked from);
+* once every model is fitted (the steady state): tick wall time p50 / p95, the CPU used, in
+  cores, and Prometheus requests per tick, from that moment to the end of the run;
 * Prometheus requests per tick: the proxies' counts; API requests per tick: the fake server's request
   log, by the controller's user agent;
 * every workload decided on every tick: one ``decision`` log line per workload per tick (one process),
@@ -101,6 +105,8 @@ SCRAPE_TIMEOUT_S = 10.0
 # A workload counts as decided on time while its decisions are at most this many intervals apart.
 LATE_INTERVALS = 1.5
 KILL_AT, RESTART_AT = 0.4, 0.7
+# The metrics every workload of the fleet declares: one model each.
+KINDS = ("cpu", "memory", "requests")
 FITTED = re.compile(r'^predictive_autoscaler_models\{[^}]*state="fitted"[^}]*\}\s+(\S+)', re.M)
 MODELS_GAUGE = "predictive_autoscaler_models"
 EXCEPTION_LINE = re.compile(r"\b\w*(Error|Exception|Warning): ")
@@ -139,7 +145,7 @@ class Load:
     def annotations(self) -> dict[str, str]:
         return {
             PREFIX + "enabled": "true",
-            PREFIX + "metrics": "cpu,memory,requests",
+            PREFIX + "metrics": ",".join(KINDS),
             PREFIX + "target-utilization": "70",
             # Pods sized so that the trace's busy hours need about six of them.
             PREFIX + "target-requests-per-pod": f"{self.peak_rps / 6:.3f}",
@@ -283,6 +289,7 @@ class Sample:
     cpu_s: float
     hwm_bytes: int
     rss_bytes: int
+    pss_bytes: int
     prometheus_requests: int
     fitted: float | None  # None: no models gauge on /metrics (or /metrics not answering)
 
@@ -319,6 +326,9 @@ class Usage:
     cpu_s: float  # the session's processes, and the children they have reaped
     hwm_bytes: int  # the controller process's own peak
     rss_bytes: int  # the session's processes now, summed
+    # Each page once, shared ones split between the processes that map them: what the pod's memory
+    # cgroup is charged, where summed RSS counts the workers' pages shared with the forkserver twice.
+    pss_bytes: int
 
 
 def _status_kb(text: str, key: str) -> int:
@@ -333,7 +343,7 @@ def read_usage(pid: int) -> Usage | None:
         own = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    cpu_ticks = rss_kb = 0
+    cpu_ticks = rss_kb = pss_kb = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -344,10 +354,16 @@ def read_usage(pid: int) -> Usage | None:
             if int(fields[3]) != pid:  # the session: the controller started one of its own
                 continue
             rss_kb += _status_kb((entry / "status").read_text(), "VmRSS")
+            pss_kb += _status_kb((entry / "smaps_rollup").read_text(), "Pss")
         except (OSError, IndexError, ValueError):
             continue
         cpu_ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return Usage(cpu_ticks / os.sysconf("SC_CLK_TCK"), _status_kb(own, "VmHWM") * 1024, rss_kb * 1024)
+    return Usage(
+        cpu_ticks / os.sysconf("SC_CLK_TCK"),
+        _status_kb(own, "VmHWM") * 1024,
+        rss_kb * 1024,
+        pss_kb * 1024,
+    )
 
 
 def end_session(popen: subprocess.Popen[bytes]) -> None:
@@ -498,7 +514,15 @@ class Fleet:
             fitted = process.samples[-1].fitted
         requests = process.proxy.requests - process.proxy_base
         process.samples.append(
-            Sample(time.time(), usage.cpu_s, usage.hwm_bytes, usage.rss_bytes, requests, fitted)
+            Sample(
+                time.time(),
+                usage.cpu_s,
+                usage.hwm_bytes,
+                usage.rss_bytes,
+                usage.pss_bytes,
+                requests,
+                fitted,
+            )
         )
 
 
@@ -637,6 +661,12 @@ class Result:
     cpu_s_per_tick_second_half: float | None
     peak_rss_mb: float | None
     peak_session_rss_mb: float | None  # with its fitting workers, sampled every second
+    peak_session_pss_mb: float | None  # the same, each page counted once
+    # From the moment every workload had a fitted model to the end of the run.
+    tick_p50_fitted_s: float | None
+    tick_p95_fitted_s: float | None
+    cpu_cores_fitted: float | None
+    prometheus_requests_per_tick_fitted: float | None
     prometheus_requests_per_tick: float | None
     prometheus_requests_per_tick_second_half: float | None
     api_requests_per_tick: float | None
@@ -674,7 +704,8 @@ def analyse(
     half = began + (ended - began) / 2
     all_refs = {f"{NAMESPACES[i % len(NAMESPACES)]}/svc-{i:04d}" for i in range(n)}
 
-    # Models fitted: the first sample time at which the processes running then had them all.
+    # Models fitted: the first sample time at which the processes running then had them all, one per
+    # workload and metric.
     fitted_s: float | None = None
     gauge = any(p.gauge_seen for p in fleet.processes)
     best = 0.0
@@ -687,13 +718,13 @@ def analyse(
                 if before and (p.ended is None or p.ended > at):
                     total += before[-1].fitted or 0.0
             best = max(best, total)
-            if total >= n:
+            if total >= n * len(KINDS):
                 fitted_s = at - began
                 break
     if not gauge:
         note = "n/a (no models gauge)"
     elif fitted_s is None:
-        note = f"not within the run ({best:.0f} of {n} fitted at most)"
+        note = f"not within the run ({best:.0f} of {n * len(KINDS)} models fitted at most)"
     else:
         note = f"{fitted_s:.0f} s"
 
@@ -714,6 +745,24 @@ def analyse(
     done = len(ticks)
     peak = max((s.hwm_bytes for p in fleet.processes for s in p.samples), default=0)
     peak_session = max((s.rss_bytes for p in fleet.processes for s in p.samples), default=0)
+    peak_pss = max((s.pss_bytes for p in fleet.processes for s in p.samples), default=0)
+
+    # After every model is fitted: the steady state the fleet settles in.
+    fitted_ticks: list[float] = []
+    cores_fitted: float | None = None
+    prom_fitted: float | None = None
+    if fitted_s is not None:
+        since = began + fitted_s
+        fitted_ticks = [t.seconds for t in ticks if t.began >= since]
+        used = asked = 0.0
+        for p in fleet.processes:
+            window = [s for s in p.samples if s.at >= since]
+            if len(window) >= 2:
+                used += window[-1].cpu_s - window[0].cpu_s
+                asked += window[-1].prometheus_requests - window[0].prometheus_requests
+        span = max((s.at for p in fleet.processes for s in p.samples), default=since) - since
+        cores_fitted = round(used / span, 2) if span > 0 else None
+        prom_fitted = round(asked / len(fitted_ticks), 2) if fitted_ticks else None
 
     mine = [r for r in records if r.user_agent.startswith(USER_AGENT)]
     by_kind: dict[str, int] = {}
@@ -863,6 +912,11 @@ def analyse(
         cpu_s_per_tick_second_half=cpu_half / ticks_half if ticks_half else None,
         peak_rss_mb=round(peak / 2**20, 1) if peak else None,
         peak_session_rss_mb=round(peak_session / 2**20, 1) if peak_session else None,
+        peak_session_pss_mb=round(peak_pss / 2**20, 1) if peak_pss else None,
+        tick_p50_fitted_s=percentile(fitted_ticks, 0.5),
+        tick_p95_fitted_s=percentile(fitted_ticks, 0.95),
+        cpu_cores_fitted=cores_fitted,
+        prometheus_requests_per_tick_fitted=prom_fitted,
         prometheus_requests_per_tick=per_tick(prom_total),
         prometheus_requests_per_tick_second_half=prom_half / ticks_half if ticks_half else None,
         api_requests_per_tick=per_tick(len(mine)),
@@ -998,8 +1052,14 @@ def print_table(results: Sequence[Result]) -> None:
                 f"{_fmt(r.cpu_s_per_tick)} / {_fmt(r.cpu_s_per_tick_second_half)} s",
             ),
             (
-                "peak RSS: controller process / with its workers",
-                f"{_fmt(r.peak_rss_mb, 0)} / {_fmt(r.peak_session_rss_mb, 0)} MB",
+                "once every model is fitted: tick p50 / p95, CPU, Prometheus requests per tick",
+                f"{_fmt(r.tick_p50_fitted_s)} / {_fmt(r.tick_p95_fitted_s)} s, "
+                f"{_fmt(r.cpu_cores_fitted)} cores, {_fmt(r.prometheus_requests_per_tick_fitted)}",
+            ),
+            (
+                "peak RSS: controller process / with its workers (summed RSS, PSS)",
+                f"{_fmt(r.peak_rss_mb, 0)} / {_fmt(r.peak_session_rss_mb, 0)}, "
+                f"{_fmt(r.peak_session_pss_mb, 0)} MB",
             ),
             (
                 "Prometheus requests per tick, whole run / second half",

@@ -173,6 +173,9 @@ def continue_series(
     history and the new points, or within them, raises :class:`GapTooLongError` whatever the policy:
     the model cannot simply continue, and the caller decides (typically a refit on the new series).
     """
+    following = _following(history, series)
+    if following is not None:
+        return following
     values = _clean(series).dropna()
     newer = values[values.index > history.end]
     if newer.empty:
@@ -192,6 +195,35 @@ def continue_series(
     return RegularSeries(
         regular.values[1:], regular.start + step, step, filled_points=regular.filled_points
     )
+
+
+def _following(history: RegularSeries, series: pd.Series) -> RegularSeries | None:
+    """``continue_series`` of points that need no cleaning: floats, all finite and within range, on
+    a tz-naive index that continues the grid of ``history`` right after its end; None for any other
+    series, which then takes the general path (with its checks and errors). The common tick, for
+    which ``_clean``'s pandas work would cost more than the model's update."""
+    if not isinstance(series, pd.Series) or series.dtype != np.float64 or series.empty:
+        return None
+    index = series.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is not None:
+        return None
+    numbers = series.to_numpy()
+    if not np.isfinite(numbers).all() or float(np.abs(numbers).max()) > LARGEST_VALUE:
+        return None
+    # Past the checks above `_clean` converts the index too, failing the same way if it must.
+    if index.unit != "ns":
+        index = index.as_unit("ns")
+    end = history.end
+    first = index[0]
+    # Before `end + step`, which the general path reaches only with points after `end`.
+    if not first > end:
+        return None
+    start = end + history.step
+    if first != start:
+        return None
+    if len(index) > 1 and not (np.diff(index.asi8) == history.step.value).all():
+        return None
+    return RegularSeries(numbers, start, history.step)
 
 
 def _clean(series: pd.Series) -> pd.Series:

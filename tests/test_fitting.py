@@ -12,6 +12,7 @@ the pool of processes gives the forecasts the inline fitter gives for the same d
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import threading
 import time
@@ -19,12 +20,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.fitting import FitJob, ModelState, PooledFitter, Priority, process_pool
+from autoscaler.fitting import (
+    WORKER_NICENESS,
+    FitJob,
+    ModelState,
+    PooledFitter,
+    Priority,
+    default_workers,
+    process_pool,
+)
 from autoscaler.forecast_stage import ForecastSettings, ModelForecaster, TrackKey
 from autoscaler.metrics import MetricKind
 from autoscaler.model import (
@@ -79,6 +90,9 @@ class Metrics(MetricsSource):
     def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
         self.asked.append(ref)
         return self.past
+
+    def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
+        return False
 
 
 class HeldNaive(NaiveForecaster):
@@ -285,6 +299,14 @@ def test_the_process_pool_forecasts_as_the_inline_fitter_does(processes: PooledF
     assert pooled.model_states()[ModelState.FITTED] == 1
 
 
+def test_the_pool_fits_at_a_lower_cpu_priority_than_the_tick(processes: PooledFitter) -> None:
+    processes.submit(FitJob("niceness", Priority.NEW, partial(os.nice, 0)))
+    eventually(lambda: processes.pending() == 0, "the pool to run the job", timeout_s=30)
+    (done,) = [d for d in processes.collect() if d.key == "niceness"]
+    assert done.error is None
+    assert done.result == min(19, os.nice(0) + WORKER_NICENESS)
+
+
 def test_a_model_keeps_forecasting_while_the_pool_refits_it() -> None:
     finished: list[bool] = []
     fitter = PooledFitter(lambda: process_pool(1), 1, on_fit=lambda _, ok: finished.append(ok))
@@ -323,3 +345,24 @@ def test_a_model_keeps_forecasting_while_the_pool_refits_it() -> None:
         assert states & {ModelState.QUEUED, ModelState.FITTING}
     finally:
         fitter.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        pytest.param("50000 100000\n", 1, id="half-a-cpu"),
+        pytest.param("100000 100000\n", 1, id="one-cpu"),
+        pytest.param("150000 100000\n", 2, id="one-and-a-half"),
+        pytest.param("max 100000\n", None, id="no-limit"),
+        pytest.param("garbage\n", None, id="unreadable"),
+        pytest.param(None, None, id="no-cgroup-file"),
+    ],
+)
+def test_fitting_workers_stay_within_the_container_cpu_limit(
+    tmp_path: Path, cpu_max: str | None, expected: int | None
+) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    assert default_workers(path) == (cpus if expected is None else min(cpus, expected))

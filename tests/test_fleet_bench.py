@@ -56,6 +56,7 @@ def test_three_workloads_for_a_few_ticks_give_every_figure() -> None:
     assert result["cpu_s_per_tick"] > 0
     assert result["peak_rss_mb"] > 20
     assert result["peak_session_rss_mb"] is not None
+    assert 0 < result["peak_session_pss_mb"] <= result["peak_session_rss_mb"]
     assert 0 <= result["tick_p50_s"] <= result["tick_p95_s"] <= result["tick_max_s"]
     assert result["fitted_s"] is not None or result["fitted_note"] == "n/a (no models gauge)"
     assert result["workloads_written_by_two"] is None  # one replica: nothing to compare

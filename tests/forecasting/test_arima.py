@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.tsa.arima.model import ARIMA
 
 from forecasting import (
     ArimaConfig,
@@ -30,7 +31,7 @@ from forecasting import (
     RefitReason,
     Scale,
 )
-from forecasting.arima import ArimaForecaster, IntervalMethod
+from forecasting.arima import DEFAULT_ORDERS, ArimaForecaster, IntervalMethod, _Filter
 
 from .synthetic import PER_DAY, daily_load, daily_pattern, hourly_spikes, index
 
@@ -281,3 +282,34 @@ def test_negative_values_fit_on_a_linear_scale_but_not_a_log_one() -> None:
     assert ArimaForecaster(_config()).fit(series).spec.split()[1] == "linear"
     with pytest.raises(InvalidSeriesError):
         ArimaForecaster(_config(scale=Scale.LOG)).fit(series)
+
+
+@pytest.mark.parametrize("order", DEFAULT_ORDERS, ids=lambda order: "ARIMA({},{},{})".format(*order))
+def test_updates_and_forecasts_between_fits_are_statsmodels_own(order: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(7)
+    y = np.cumsum(rng.normal(size=400)) * 0.05 + rng.normal(size=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = ARIMA(y[:300], order=order, trend="c" if order[1] == 0 else "n").fit(cov_type="none")
+        extended = fitted.extend(y[300:])
+        reference = extended.get_forecast(6)
+    state = _Filter.of(fitted)
+    errors = state.update(y[300:])
+    expected = np.asarray(extended.filter_results.standardized_forecasts_error[0])
+    # statsmodels stops updating the covariance once it has converged; the rest is rounding.
+    np.testing.assert_allclose(errors, expected, rtol=1e-6, atol=1e-9)
+    mean, variance = state.forecast(6)
+    np.testing.assert_allclose(mean, np.asarray(reference.predicted_mean), rtol=1e-6)
+    np.testing.assert_allclose(variance, np.asarray(reference.var_pred_mean), rtol=1e-6)
+
+
+def test_a_point_the_filter_cannot_take_is_an_infinite_error_and_changes_nothing() -> None:
+    model = ArimaForecaster()
+    model.fit(daily_load(4))
+    before = model.forecast(6, 0.8)
+    state = model._state
+    assert state is not None
+    assert state.filter is not None
+    errors = state.filter.update(np.array([np.nan, 1e308 * 10]))
+    assert np.isinf(errors).all()
+    assert model.forecast(6, 0.8) == before

@@ -4,12 +4,14 @@ Covers: a regular series passes unchanged and keeps an offset grid (..:04, ..:09
 values and missing timestamps) are interpolated and counted; long gaps raise GapTooLongError with
 their position, or are cut off under LongGapPolicy.LATEST_SEGMENT; tz-aware input becomes naive UTC;
 irregular and duplicated timestamps are binned; invalid input raises InvalidSeriesError;
-continue_series (the per-tick path) on-grid, off-grid, with a gap; steps_for_horizon.
+continue_series (the per-tick path) on-grid, off-grid, with a gap, and points that continue the grid
+taken without cleaning, with what the general path gives for any series; steps_for_horizon.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -23,9 +25,12 @@ from forecasting import (
     prepare_series,
     steps_for_horizon,
 )
-from forecasting.series import continue_series
+from forecasting import series as series_module
+from forecasting.series import RegularSeries, continue_series
 
 from .synthetic import STEP, index
+
+TimeUnit = Literal["s", "ms", "us", "ns"]
 
 
 def _series(values: list[float], start: str = "2024-01-01 00:04") -> pd.Series:
@@ -162,6 +167,85 @@ def test_continue_series_fills_a_short_hole_and_rejects_a_long_one() -> None:
     assert out.values.tolist() == pytest.approx([4.0, 5.0])
     with pytest.raises(GapTooLongError):
         continue_series(history, _series([5.0], "2024-01-01 02:00"))
+
+
+def _on_grid_after(history: RegularSeries, values: list[float], unit: TimeUnit) -> pd.Series:
+    stamps = pd.date_range(history.end + history.step, periods=len(values), freq=history.step)
+    return pd.Series(np.array(values, dtype=np.float64), index=stamps.as_unit(unit))
+
+
+def test_continue_series_takes_the_next_grid_points_without_cleaning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    history = prepare_series(_series([1.0, 2.0, 3.0]))
+
+    def refuse(series: pd.Series) -> pd.Series:
+        raise AssertionError("the common tick went through _clean")
+
+    monkeypatch.setattr(series_module, "_clean", refuse)
+    units: tuple[TimeUnit, ...] = ("ns", "us", "s")
+    for unit in units:
+        out = continue_series(history, _on_grid_after(history, [4.0, 5.0], unit))
+        assert out is not None
+        assert out.start == history.end + STEP
+        assert out.step == STEP
+        assert out.values.tolist() == [4.0, 5.0]
+        assert out.filled_points == 0
+
+
+def _history() -> RegularSeries:
+    return prepare_series(_series([1.0, 2.0, 3.0]))
+
+
+def _after(offsets: list[int], values: list[object], dtype: str | None = None) -> pd.Series:
+    """Points `offsets` steps after the end of `_history()`."""
+    end = _history().end
+    stamps = pd.DatetimeIndex([end + STEP * k for k in offsets])
+    return pd.Series(values, index=stamps, dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        pytest.param(_after([1], [4.0]), id="next-point"),
+        pytest.param(_after([1, 2, 3], [4.0, 5.0, 6.0]), id="next-points"),
+        pytest.param(_after([0, 1], [3.0, 4.0]), id="with-the-last-point-again"),
+        pytest.param(_after([-1, 0], [2.0, 3.0]), id="nothing-newer"),
+        pytest.param(_after([2], [5.0]), id="after-a-short-hole"),
+        pytest.param(_after([30], [5.0]), id="after-a-long-hole"),
+        pytest.param(_after([1, 3], [4.0, 6.0]), id="a-hole-within"),
+        pytest.param(_after([2, 1], [5.0, 4.0]), id="unsorted"),
+        pytest.param(_after([1, 1], [4.0, 6.0]), id="duplicated"),
+        pytest.param(_after([1, 2], [4.0, np.nan]), id="missing-value"),
+        pytest.param(_after([1], [np.inf]), id="infinite"),
+        pytest.param(_after([1], [1e301]), id="too-large"),
+        pytest.param(_after([1, 2], [4, 5], "int64"), id="integers"),
+        pytest.param(_after([1], [4.0], "float32"), id="float32"),
+        pytest.param(_after([1], ["4"], "object"), id="text"),
+        pytest.param(_after([1], [4.0]).tz_localize("UTC"), id="tz-aware"),
+        pytest.param(_after([1], [4.0]).tz_localize("Europe/Paris"), id="tz-aware-elsewhere"),
+        pytest.param(
+            pd.Series([4.0], index=pd.DatetimeIndex([_history().end + STEP / 2])), id="off-grid"
+        ),
+        pytest.param(pd.Series([], dtype=np.float64, index=pd.DatetimeIndex([])), id="empty"),
+        pytest.param(pd.Series([4.0]), id="range-index"),
+    ],
+)
+def test_continue_series_gives_what_the_general_path_gives(
+    series: pd.Series, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def outcome() -> object:
+        try:
+            out = continue_series(_history(), series)
+        except Exception as error:
+            return type(error), str(error)
+        if out is None:
+            return None
+        return out.values.tolist(), out.start, out.step, out.filled_points, out.dropped_points
+
+    quick = outcome()
+    monkeypatch.setattr(series_module, "_following", lambda history, series: None)
+    assert quick == outcome()
 
 
 @pytest.mark.parametrize(

@@ -481,6 +481,9 @@ def test_seeding_works_whatever_the_index_unit(unit: Literal["s", "us", "ns"]) -
         def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
             return history
 
+        def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
+            return False
+
     config = TargetConfig((MetricKind.REQUESTS,), Bounds(1, 50), per_pod={MetricKind.REQUESTS: 10.0})
     target = Target(WorkloadState(WEB, 2, 2), config)
     out = stage.forecast(target, LoadSnapshot(), NOW, Recorded())

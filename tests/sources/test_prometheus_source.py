@@ -13,8 +13,12 @@
   request selectors add one; a new target's history is fetched once, later ticks ask only for the new
   window (one step of overlap); chunked history fetches equal unchunked ones;
 * `recorded` (the history port) is a regular UTC series with short gaps interpolated and long ones
-  left NaN;
+  left NaN; it hands the history over: the cache then keeps only its last `cache_s`, still serves the
+  latest samples as before (a series back after a long gap is still missing, not new), and a steady
+  tick keeps as much whatever the history's length;
   `fetch_history` serves a backtest without touching the cache;
+* memory in flight: a first read of many targets in groups caches what one read does, holding no more
+  than `max_points_in_flight` parsed points at once, and steady ticks still make one query per kind;
 * broken data: stale series, NaN points, a gappy counter and a ReplicaSet no Deployment owns leave that
   kind (or target) out;
 * failures: a stopped server raises `PrometheusUnreachable` after the retries (with the injected
@@ -56,6 +60,7 @@ from autoscaler.model import (
 from autoscaler.selectors import LabelMatcher, MatchOp, SeriesSelector, parse_selector
 from autoscaler.sources.prometheus import (
     FetchPurpose,
+    FetchRecord,
     PrometheusRejected,
     PrometheusServerError,
     PrometheusSettings,
@@ -64,6 +69,7 @@ from autoscaler.sources.prometheus import (
     PrometheusUnreachable,
     regular_series,
 )
+from autoscaler.sources.prometheus.cache import SeriesCache
 from autoscaler.stages import MetricsUnavailable
 from tests.promserver import Dataset, PromEnv, PromServer, free_port
 
@@ -429,6 +435,178 @@ def test_forgotten_targets_are_dropped_from_the_cache(prometheus: PromEnv) -> No
     assert source.recorded(WEB, MetricKind.CPU) is not None
 
 
+# --- what the cache keeps, and what a tick holds in flight --------------------------------------------
+
+
+def test_a_history_read_for_a_seed_is_dropped_and_latest_still_served(prometheus: PromEnv) -> None:
+    source = PrometheusSource(settings_for(prometheus, cache_s=600.0))  # the quality window
+    targets = [target(WEB), target(SHOP_API)]
+    first = prometheus.anchor - 600
+    source.observe(targets, first)
+    seed = source.recorded(WEB, MetricKind.CPU)
+    assert seed is not None
+    assert len(seed) == 6 * 60 + 1
+    # Handed over: the cache now keeps the last ten minutes of it.
+    kept = source.recorded(WEB, MetricKind.CPU)
+    assert kept is not None
+    assert kept.index[0].timestamp() >= first - 600
+    assert kept.index[-1] == seed.index[-1]
+    loads = source.observe(targets, prometheus.anchor)
+    # Served as by a source that keeps every history.
+    whole = PrometheusSource(settings_for(prometheus)).observe(targets, prometheus.anchor)
+    for t in targets:
+        for kind in BUILTIN_KINDS:
+            got, expected = loads[t.state.ref].get(kind), whole[t.state.ref].get(kind)
+            assert got is not None
+            assert expected is not None
+            assert (got.at, got.window_s) == (expected.at, expected.window_s)
+            assert close_to(got.value, expected.value)
+    after = source.recorded(WEB, MetricKind.CPU)
+    assert after is not None
+    assert after.index[0].timestamp() >= prometheus.anchor - 600
+    assert after.index[-1].timestamp() == prometheus.anchor
+    # Kinds not read yet keep their whole history for their seed.
+    unread = source.recorded(SHOP_API, MetricKind.CPU)
+    assert unread is not None
+    assert len(unread) == 6 * 60 + 1
+
+
+_END = 28_000_000 * STEP  # an epoch second on the step grid
+
+
+def _history(cache: SeriesCache, key: tuple[TargetRef, MetricKind], span_s: float) -> int:
+    times = np.arange(_END - int(span_s), _END + 1, STEP, dtype=np.int64)
+    cache.store(key, int(times[0]), _END, times, np.linspace(1.0, 2.0, len(times)))
+    return len(times)
+
+
+def test_a_steady_tick_keeps_as_much_whatever_the_history_length() -> None:
+    key = (WEB, MetricKind.CPU)
+    held: dict[float, int] = {}
+    for span_s in (6 * HOURS, 3 * 86400.0):
+        cache = SeriesCache(PrometheusSettings(url="http://prometheus:9090", history_s=span_s,
+                                               cache_s=600.0, quality_window_s=600.0))  # fmt: skip
+        points = _history(cache, key, span_s)
+        assert cache.held(key) == points
+        seed = cache.recorded(*key)
+        assert seed is not None
+        assert len(seed) == points
+        for tick in range(1, 31):
+            now = _END + tick * STEP
+            until = cache.fetched_until(key)
+            assert until is not None
+            times = np.arange(until - STEP, now + 1, STEP, dtype=np.int64)
+            cache.store(key, int(times[0]), now, times, np.full(len(times), 3.0))
+            sample = cache.latest(WEB, MetricKind.CPU, now, averaged=False)
+            assert sample is not None
+            assert sample.at == now
+        held[span_s] = cache.held(key)
+    # The last ten minutes and some room to append to, after three days as after six hours.
+    assert held[6 * HOURS] == held[3 * 86400.0]
+    assert 11 <= held[3 * 86400.0] <= 2 * 11 + 16
+
+
+def test_a_series_back_after_a_long_gap_is_missing_not_new_once_its_history_is_dropped() -> None:
+    key = (WEB, MetricKind.CPU)
+    cache = SeriesCache(PrometheusSettings(url="http://prometheus:9090", history_s=6 * HOURS,
+                                           cache_s=600.0, quality_window_s=600.0))  # fmt: skip
+    _history(cache, key, 6 * HOURS)
+    assert cache.recorded(*key) is not None
+    now = _END + 20 * STEP  # gone for eighteen minutes, back for the last two
+    back = np.array([now - STEP, now], dtype=np.int64)
+    cache.store(key, _END, now, back, np.array([1.0, 1.0]))
+    # Eight of the quality window's ten points are missing: a new Deployment would have none to miss.
+    assert cache.latest(WEB, MetricKind.CPU, now, averaged=False) is None
+    kept = cache.recorded(*key)
+    assert kept is not None
+    assert kept.index[0].timestamp() == now - STEP  # nothing of the history before the gap is left
+    fresh = SeriesCache(cache.settings)
+    fresh.store(key, now - 600, now, back, np.array([1.0, 1.0]))
+    assert fresh.latest(WEB, MetricKind.CPU, now, averaged=False) is not None
+
+
+def _totals(records: Sequence[FetchRecord]) -> dict[object, tuple[int, int, int, int]]:
+    return {(r.purpose, r.kind, r.selector): (r.targets, r.series, r.points, r.dropped) for r in records}
+
+
+def test_a_first_read_in_groups_caches_what_one_read_does(prometheus: PromEnv) -> None:
+    targets = [target(w.ref) for w in prometheus.dataset.workloads]
+    whole = PrometheusSource(settings_for(prometheus))
+    # Six hours are 361 points a target: two targets a group.
+    grouped = PrometheusSource(settings_for(prometheus, max_points_in_flight=800))
+    loads = whole.observe(targets, prometheus.anchor)
+    grouped_loads = grouped.observe(targets, prometheus.anchor)
+    assert _totals(grouped.last_fetches) == _totals(whole.last_fetches)
+    assert {r.groups for r in whole.last_fetches} == {1}
+    assert max(r.groups for r in grouped.last_fetches) >= len(targets) // 2
+    assert whole.most_points_in_flight > 800
+    assert 0 < grouped.most_points_in_flight <= 800
+    assert grouped_loads.keys() == loads.keys()
+    for t in targets:
+        ref = t.state.ref
+        for kind in BUILTIN_KINDS:
+            a, b = whole.recorded(ref, kind), grouped.recorded(ref, kind)
+            assert (a is None) == (b is None), (ref, kind)
+            if a is not None and b is not None:
+                pd.testing.assert_series_equal(a, b)
+            got, expected = (
+                grouped_loads.get(ref, LoadSnapshot()).get(kind),
+                loads.get(ref, LoadSnapshot()).get(kind),
+            )
+            assert (got is None) == (expected is None), (ref, kind)
+            if got is not None and expected is not None:
+                assert close_to(got.value, expected.value)
+    # A steady tick: one query per kind and selector, as many as without groups.
+    before = (whole.queries_made, grouped.queries_made)
+    whole.observe(targets, prometheus.anchor)
+    grouped.observe(targets, prometheus.anchor)
+    assert grouped.queries_made - before[1] == whole.queries_made - before[0] == 4
+    assert {r.groups for r in grouped.last_fetches} == {1}
+
+
+def test_a_fleet_s_history_is_read_a_few_targets_a_tick_and_every_target_every_tick(
+    prometheus: PromEnv,
+) -> None:
+    targets = [target(w.ref) for w in prometheus.dataset.workloads]
+    keys = [(t.state.ref, kind) for t in targets for kind in t.config.metrics]
+    whole = PrometheusSource(settings_for(prometheus))
+    loads = whole.observe(targets, prometheus.anchor)
+    # Six hours are 361 points a kind: one target's history a tick.
+    paced = PrometheusSource(settings_for(prometheus, history_points_per_tick=len(ALL_KINDS) * 361))
+    waiting = []
+    for _ in targets:
+        paced_loads = paced.observe(targets, prometheus.anchor)
+        # Those whose past is still to come are read from the recent window: all are decided.
+        assert paced_loads.keys() == loads.keys()
+        for ref, kind in keys:
+            got = paced_loads.get(ref, LoadSnapshot()).get(kind)
+            expected = loads.get(ref, LoadSnapshot()).get(kind)
+            assert (got is None) == (expected is None), (ref, kind)
+            if got is not None and expected is not None:
+                assert close_to(got.value, expected.value)
+        waiting.append(sum(paced.pending(ref, kind) for ref, kind in keys))
+    assert waiting == [len(keys) - len(ALL_KINDS) * (n + 1) for n in range(len(targets))]
+    for ref, kind in keys:
+        a, b = whole.recorded(ref, kind), paced.recorded(ref, kind)
+        assert (a is None) == (b is None), (ref, kind)
+        if a is not None and b is not None:
+            pd.testing.assert_series_equal(a, b)
+
+
+def test_a_rejected_selector_read_in_groups_costs_only_its_targets(prometheus: PromEnv) -> None:
+    bad = parse_selector('app_hits_total{handler=~"/checkout{1001}"}')
+    source = PrometheusSource(settings_for(prometheus, max_points_in_flight=400))  # a target a group
+    targets = [target(CUSTOM_REF, selector=bad), target(BLOG_API, selector=bad), target(WEB)]
+    loads = source.observe(targets, prometheus.anchor)
+    assert [(r.ref, r.kind) for r in source.rejected()] == [
+        (CUSTOM_REF, MetricKind.REQUESTS),
+        (BLOG_API, MetricKind.REQUESTS),
+    ]
+    assert loads[WEB].get(MetricKind.REQUESTS) is not None
+    assert loads[BLOG_API].get(MetricKind.CPU) is not None
+    assert all(r.selector != bad for r in source.last_fetches)
+
+
 # --- history series ---------------------------------------------------------------------------------
 
 
@@ -765,6 +943,7 @@ def test_a_rotated_bearer_token_is_read_again(
         pytest.param({"max_points_per_query": 20_000}, id="beyond-prometheus-point-limit"),
         pytest.param({"default_requests_metric": "sum(x)"}, id="free-promql-as-default"),
         pytest.param({"cache_s": 60.0}, id="cache-shorter-than-quality-window"),
+        pytest.param({"max_points_in_flight": 1}, id="no-point-in-flight"),
     ],
 )
 def test_invalid_settings_are_refused(changes: dict[str, object]) -> None:
@@ -777,4 +956,6 @@ def test_default_settings() -> None:
     assert settings.step_s == 60
     assert settings.rate_window == "2m"
     assert settings.history_s == 3 * 86400
+    # Once seeded, a target keeps its last hour: the quality window with room.
+    assert settings.quality_window_s <= settings.cache_s <= 3600
     assert settings.default_requests_selector == SeriesSelector("http_requests_total")

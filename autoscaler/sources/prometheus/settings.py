@@ -35,8 +35,11 @@ class PrometheusSettings:
     backoff_s: float = 0.5
     step_s: int = 60
     rate_window: str = "2m"
+    # The past a new target's models are seeded from, fetched once and kept until read for that.
     history_s: float = 3 * 86400.0
-    cache_s: float = 3 * 86400.0
+    # What is kept of a target's series once its seed has been read: at least the quality window,
+    # which `latest` reads and a tick fetches again; more only serves a model started again.
+    cache_s: float = 3600.0
     # The request counter of targets that name none; a selector, e.g. 'http_requests_total{code!~"5.."}'.
     default_requests_metric: str = "http_requests_total"
     # Missing means missing: the latest point must be on the newest grid point at or before now, or at
@@ -51,6 +54,15 @@ class PrometheusSettings:
     # Points of all series of one query: a longer history is fetched in more, shorter chunks, each
     # quick to evaluate (about 2 s for 250 000 on two cores) and far from `timeout_s`.
     max_answer_points: int = 250_000
+    # Points parsed and not yet cached, at most, at any time of a tick (or as many as one target's
+    # range has, if more): the first read of many targets is fetched and cached a group of targets
+    # at a time, so that its transient memory does not grow with their number.
+    max_points_in_flight: int = 1_000_000
+    # History points (targets' kinds × `history_s` of steps) a tick reads at most for targets seen
+    # for the first time, one target's at least: a large fleet's past is read over several ticks, so
+    # that no tick waits for all of it. A target whose past is still to come is read from the recent
+    # window like the others, decided reactively, and its models wait for their seed.
+    history_points_per_tick: int = 1_000_000
     parallel_queries: int = 2
     # Plain transfer is faster than gzip on the fast links a controller has to Prometheus.
     accept_identity_encoding: bool = True
@@ -74,8 +86,13 @@ class PrometheusSettings:
             raise ValueError("max_missing_share must be in [0, 1)")
         if not 2 <= self.max_points_per_query <= PROMETHEUS_POINT_LIMIT:
             raise ValueError(f"max_points_per_query must be in [2, {PROMETHEUS_POINT_LIMIT}]")
-        if self.max_answer_points < 2 or self.parallel_queries < 1:
-            raise ValueError("max_answer_points must be at least 2 and parallel_queries at least 1")
+        if self.history_points_per_tick < 1:
+            raise ValueError("history_points_per_tick must be at least 1")
+        if self.max_answer_points < 2 or self.max_points_in_flight < 2 or self.parallel_queries < 1:
+            raise ValueError(
+                "max_answer_points and max_points_in_flight must be at least 2, "
+                "parallel_queries at least 1"
+            )
         parse_selector(self.default_requests_metric)
 
     @property

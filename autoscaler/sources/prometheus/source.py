@@ -4,9 +4,16 @@ Each tick it asks one range query per metric kind for all targets (kinds whose s
 names: one per distinct selector), built by `autoscaler.sources.promql`. A target seen for the first
 time gets its history (`history_s`) in the same batched way; afterwards only the window since the last
 fetched point is asked for, with one step of overlap, and kept in the series cache (`cache.py`), from
-which the forecaster seeds its models (`recorded`, the history port). Long ranges are split into chunks
-small enough for Prometheus' point limit and for a quick evaluation, and a tick's queries run
+which the forecaster seeds its models (`recorded`, the history port, which hands a target's history
+over: the cache keeps only its last `cache_s` once it has been read). Long ranges are split into
+chunks small enough for Prometheus' point limit and for a quick evaluation, and a tick's queries run
 `parallel_queries` at a time through the transport (`transport.py`).
+
+Memory: a fetch is read in waves of at most `max_points_in_flight` points (a job's targets split into
+groups where one query group would have more), each parsed, joined and cached before the next is
+asked, so that the first tick of a thousand targets holds their histories once, in the cache, and
+not twice over beside it. A steady tick's window is a few points per target: one wave, as few
+queries as before.
 
 Data hygiene: NaN, infinite and negative points are dropped; the cache decides which latest points are
 usable; a target with nothing usable is left out.
@@ -20,12 +27,13 @@ for the recorder to tell their owners.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -62,7 +70,9 @@ class FetchPurpose(Enum):
 
 @dataclass(frozen=True, slots=True)
 class FetchRecord:
-    """One batched fetch: a query (in `queries` chunks) over [start, end] for `targets` targets."""
+    """One batched fetch: a query (in `queries` chunks) over [start, end] for `targets` targets,
+    read in `groups` groups of them (more than one where their points would not fit in
+    `max_points_in_flight`); the counts are over all groups that were answered."""
 
     purpose: FetchPurpose
     kind: MetricKind
@@ -75,6 +85,7 @@ class FetchRecord:
     series: int  # series of the targets
     points: int  # points of the targets' series kept
     dropped: int  # NaN, infinite or negative points of the targets' series
+    groups: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +109,20 @@ class _Answer:
     dropped: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One query's answer: the points of the job's targets, and the targets it named (theirs and
+    others')."""
+
+    points: list[tuple[TargetRef, np.ndarray, np.ndarray]]
+    returned: frozenset[TargetRef]
+    dropped: int
+
+
 # One parsed series: its target, times, values, and how many points were dropped.
 _Parsed = tuple[TargetRef, np.ndarray, np.ndarray, int]
+# A job's index among those planned, and one group of its targets (the job itself, mostly).
+_Part = tuple[int, _Job]
 
 
 def _parse(result: Any, group: QueryGroup) -> list[_Parsed]:
@@ -173,6 +196,7 @@ class PrometheusSource:
         self._default_selector = settings.default_requests_selector
         self._last_fetches: tuple[FetchRecord, ...] = ()
         self._rejected: tuple[Rejected, ...] = ()
+        self._most_in_flight = 0
 
     # --- public surface ---------------------------------------------------------------------------
 
@@ -185,6 +209,13 @@ class PrometheusSource:
     def last_fetches(self) -> tuple[FetchRecord, ...]:
         """The fetches of the latest `observe` or `fetch_history`, for tests and logs."""
         return self._last_fetches
+
+    @property
+    def most_points_in_flight(self) -> int:
+        """The most points the latest `observe` or `fetch_history` held parsed at once before caching
+        or returning them (one wave of queries): at most `max_points_in_flight`, or one target's
+        range where that is longer."""
+        return self._most_in_flight
 
     def close(self) -> None:
         self._transport.close()
@@ -204,29 +235,44 @@ class PrometheusSource:
             (ref, group.kind): group.selector for group in groups for ref in group.refs
         }
         self._cache.keep_only(live)
+        admitted = self._admit_history(groups, (end - history_start) // step + 1)
+        # Whose history is not read this tick is read from the recent window, as a known target is.
+        recent = end - int(self.settings.quality_window_s)
         jobs: list[_Job] = []
         for group in groups:
-            until = {ref: self._cache.fetched_until((ref, group.kind)) for ref in group.refs}
-            new = tuple(ref for ref, t in until.items() if t is None)
-            known = {ref: t for ref, t in until.items() if t is not None}
+            new: list[TargetRef] = []
+            known: dict[TargetRef, int] = {}
+            for ref in group.refs:
+                key = (ref, group.kind)
+                if key in admitted:
+                    new.append(ref)
+                else:
+                    until = self._cache.fetched_until(key)
+                    known[ref] = recent if until is None else until
             if new:
-                jobs.append(_Job(FetchPurpose.HISTORY, group, new, history_start, end))
+                jobs.append(_Job(FetchPurpose.HISTORY, group, tuple(new), history_start, end))
             if known:
                 since = min(known.values()) - step
                 start = min(max(history_start, since), end)
                 jobs.append(_Job(FetchPurpose.UPDATE, group, tuple(known), start, end))
-        answers = self._run(jobs)
-        records: list[FetchRecord] = []
+        records: dict[int, FetchRecord] = {}
         rejected: list[Rejected] = []
-        for job, answer in zip(jobs, answers, strict=True):
+        for j, part, answer in self._fetch(jobs):
             if isinstance(answer, PrometheusRejected):
-                rejected.extend(_rejections(job, answer, targets))
+                rejected.extend(_rejections(part, answer, targets))
                 continue
-            for ref in job.refs:
+            for ref in part.refs:
                 times, values = answer.points.get(ref, (np.empty(0, np.int64), np.empty(0)))
-                self._cache.store((ref, job.group.kind), job.start, job.end, times, values)
-            records.append(self._record(job, answer))
-        self._last_fetches = tuple(records)
+                self._cache.store(
+                    (ref, part.group.kind),
+                    part.start,
+                    part.end,
+                    times,
+                    values,
+                    history=part.purpose is FetchPurpose.HISTORY,
+                )
+            records[j] = _merged(records.get(j), self._record(part, answer))
+        self._last_fetches = tuple(records.values())
         self._rejected = tuple(rejected)
         loads: dict[TargetRef, LoadSnapshot] = {}
         for target in targets:
@@ -243,8 +289,16 @@ class PrometheusSource:
                 loads[target.state.ref] = LoadSnapshot(samples)
         return loads
 
+    def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
+        """Whether the history of `ref` for `kind` is still to be read (see
+        `history_points_per_tick`); a rejected custom selector stays pending, and is asked again."""
+        return not self._cache.has_history((ref, kind))
+
     def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
-        """The cached series of `ref` for `kind` on a regular grid, or None when nothing is cached."""
+        """The cached series of `ref` for `kind` on a regular grid, or None when nothing is cached.
+
+        The seed read: the history it returns is handed over, the cache keeps only the last
+        `cache_s` of it from then on (see `cache.py`), so a later call returns that much at most."""
         return self._cache.recorded(ref, kind)
 
     def fetch_history(
@@ -267,21 +321,40 @@ class PrometheusSource:
             jobs.append(
                 _Job(FetchPurpose.BACKTEST, QueryGroup(kind, chosen, (ref,)), (ref,), first, last)
             )
-        answers = self._run(jobs)
         out: dict[MetricKind, pd.Series] = {}
-        records: list[FetchRecord] = []
-        for job, answer in zip(jobs, answers, strict=True):
+        records: dict[int, FetchRecord] = {}
+        for j, part, answer in self._fetch(jobs):
             if isinstance(answer, PrometheusRejected):
                 raise answer
-            records.append(self._record(job, answer))
+            records[j] = _merged(records.get(j), self._record(part, answer))
             points = answer.points.get(ref)
             if points is not None and len(points[0]):
-                kind = job.group.kind
+                kind = part.group.kind
                 out[kind] = regular_series(points[0], points[1], self.settings.step_s, name=kind.value)
-        self._last_fetches = tuple(records)
+        self._last_fetches = tuple(records.values())
         return out
 
     # --- planning ---------------------------------------------------------------------------------
+
+    def _admit_history(self, groups: Sequence[QueryGroup], span: int) -> set[Key]:
+        """The keys whose history this tick reads: whole targets, in the order the groups name
+        them, while their points (`span` per key) fit `history_points_per_tick`; the first target
+        always, so that every tick makes progress."""
+        waiting: dict[TargetRef, list[Key]] = {}
+        for group in groups:
+            for ref in group.refs:
+                key = (ref, group.kind)
+                if not self._cache.has_history(key):
+                    waiting.setdefault(ref, []).append(key)
+        admitted: set[Key] = set()
+        budget = self.settings.history_points_per_tick
+        for keys in waiting.values():
+            cost = span * len(keys)
+            if admitted and cost > budget:
+                break
+            admitted.update(keys)
+            budget -= cost
+        return admitted
 
     def _chunks(self, job: _Job) -> list[tuple[int, int]]:
         """[start, end] cut so that no query exceeds Prometheus' points per series nor
@@ -296,6 +369,34 @@ class PrometheusSource:
             chunks.append((start, end))
             start = end + step
         return chunks
+
+    def _parts(self, jobs: Sequence[_Job]) -> list[_Part]:
+        """Each job, its targets cut into as few groups as keep each group's points (one series per
+        target) within `max_points_in_flight`; a group has one target at least."""
+        parts: list[_Part] = []
+        for j, job in enumerate(jobs):
+            fit = max(1, self.settings.max_points_in_flight // _points_per_series(job, self.settings))
+            groups = math.ceil(len(job.refs) / fit)
+            size = math.ceil(len(job.refs) / groups)
+            parts.extend(
+                (j, replace(job, refs=job.refs[i : i + size])) for i in range(0, len(job.refs), size)
+            )
+        return parts
+
+    def _waves(self, parts: Sequence[_Part]) -> list[list[_Part]]:
+        """Consecutive parts, as many at a time as fit in `max_points_in_flight` together: a steady
+        tick's jobs, a few points a target, all run in one wave, their queries side by side."""
+        waves: list[list[_Part]] = []
+        budget = self.settings.max_points_in_flight
+        planned = 0
+        for part in parts:
+            points = len(part[1].refs) * _points_per_series(part[1], self.settings)
+            if not waves or planned + points > budget:
+                waves.append([])
+                planned = 0
+            waves[-1].append(part)
+            planned += points
+        return waves
 
     def _record(self, job: _Job, answer: _Answer) -> FetchRecord:
         return FetchRecord(
@@ -314,16 +415,19 @@ class PrometheusSource:
 
     # --- fetching ---------------------------------------------------------------------------------
 
-    def _run(self, jobs: Sequence[_Job]) -> list[_Answer | PrometheusRejected]:
-        """Run every chunk of every job, `parallel_queries` at a time, and assemble one answer per
-        job. A rejected query of a custom request selector becomes that job's answer; any other
-        error stops the chunks not yet started, and raises."""
-        tasks = [(j, start, end) for j, job in enumerate(jobs) for start, end in self._chunks(job)]
+    def _fetch(self, jobs: Sequence[_Job]) -> Iterator[tuple[int, _Job, _Answer | PrometheusRejected]]:
+        """Run every chunk of every job, `parallel_queries` at a time, and yield one answer per
+        group of a job's targets (see `_parts`), with the job's index. The groups are asked for in
+        waves (see `_waves`); a wave's answers go to the caller (which caches them) before the next
+        wave is asked, so that no more than one wave's points are held beside the cache. A rejected
+        query of a custom request selector becomes that group's answer; any other error stops the
+        chunks not yet started, and raises (what the caller has of earlier waves stays its own)."""
+        self._most_in_flight = 0
         abort = threading.Event()
+        parallel = self.settings.parallel_queries
 
-        def run(task: tuple[int, int, int]) -> list[_Parsed] | PrometheusRejected:
-            j, start, end = task
-            job = jobs[j]
+        def run(task: tuple[_Job, int, int]) -> _Chunk | PrometheusRejected:
+            job, start, end = task
             query = load_query(
                 job.group.kind,
                 job.refs,
@@ -335,7 +439,7 @@ class PrometheusSource:
                 custom=job.group.custom,
             )
             try:
-                return _parse(self._transport.query_range(query, start, end, abort), job.group)
+                parsed = _parse(self._transport.query_range(query, start, end, abort), job.group)
             except PrometheusRejected as err:
                 custom = job.group.selector not in (None, self._default_selector)
                 if custom and job.purpose is not FetchPurpose.BACKTEST:
@@ -345,53 +449,109 @@ class PrometheusSource:
             except PrometheusError:
                 abort.set()
                 raise
+            # Series of workloads that are no target of this group are let go at once: an update's
+            # answer has every workload of the targets' namespaces.
+            wanted = set(job.refs)
+            mine = [p for p in parsed if p[0] in wanted]
+            return _Chunk(
+                [(ref, times, values) for ref, times, values, _ in mine],
+                frozenset(p[0] for p in parsed),
+                sum(p[3] for p in mine),
+            )
 
-        workers = min(self.settings.parallel_queries, len(tasks))
-        if workers <= 1:
-            results = [run(task) for task in tasks]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prometheus") as pool:
-                futures = [pool.submit(run, task) for task in tasks]
-                try:
-                    results = [future.result() for future in futures]
-                finally:
-                    for future in futures:
-                        future.cancel()
-        return self._assemble(jobs, tasks, results)
+        pool: ThreadPoolExecutor | None = None
+        try:
+            for wave in self._waves(self._parts(jobs)):
+                tasks = [
+                    (p, start, end)
+                    for p, (_, job) in enumerate(wave)
+                    for start, end in self._chunks(job)
+                ]
+                if parallel <= 1 or len(tasks) <= 1:
+                    results = [run((wave[p][1], start, end)) for p, start, end in tasks]
+                else:
+                    if pool is None:
+                        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="prometheus")
+                    futures = [pool.submit(run, (wave[p][1], start, end)) for p, start, end in tasks]
+                    try:
+                        results = [future.result() for future in futures]
+                    finally:
+                        for future in futures:
+                            future.cancel()
+                    del futures
+                answers = self._assemble(wave, tasks, results)
+                yield from zip((j for j, _ in wave), (job for _, job in wave), answers, strict=True)
+        finally:
+            if pool is not None:
+                pool.shutdown()
 
     def _assemble(
         self,
-        jobs: Sequence[_Job],
+        wave: Sequence[_Part],
         tasks: Sequence[tuple[int, int, int]],
-        results: Sequence[list[_Parsed] | PrometheusRejected],
+        results: list[_Chunk | PrometheusRejected],
     ) -> list[_Answer | PrometheusRejected]:
-        pieces: list[dict[TargetRef, list[tuple[np.ndarray, np.ndarray]]]] = [{} for _ in jobs]
-        returned: list[set[TargetRef]] = [set() for _ in jobs]
-        dropped = [0] * len(jobs)
-        queries = [0] * len(jobs)
+        """One answer per part of the wave, from its chunks' answers. Empties `results`, so that
+        each target's parsed points are let go as soon as they are joined."""
+        pieces: list[dict[TargetRef, list[tuple[np.ndarray, np.ndarray]]]] = [{} for _ in wave]
+        returned: list[set[TargetRef]] = [set() for _ in wave]
+        dropped = [0] * len(wave)
+        queries = [0] * len(wave)
         failed: dict[int, PrometheusRejected] = {}
-        for (j, _, _), result in zip(tasks, results, strict=True):
-            queries[j] += 1
+        held = 0
+        for (p, _, _), result in zip(tasks, results, strict=True):
+            queries[p] += 1
             if isinstance(result, PrometheusRejected):
-                failed[j] = result
+                failed[p] = result
                 continue
-            wanted = set(jobs[j].refs)
-            for ref, times, values, bad in result:
-                returned[j].add(ref)
-                if ref in wanted:
-                    pieces[j].setdefault(ref, []).append((times, values))
-                    dropped[j] += bad
+            returned[p].update(result.returned)
+            dropped[p] += result.dropped
+            for ref, times, values in result.points:
+                pieces[p].setdefault(ref, []).append((times, values))
+                held += len(times)
+        results.clear()
+        self._most_in_flight = max(self._most_in_flight, held)
         answers: list[_Answer | PrometheusRejected] = []
-        for j in range(len(jobs)):
-            if j in failed:
-                answers.append(failed[j])
+        for p in range(len(wave)):
+            if p in failed:
+                answers.append(failed[p])
+                pieces[p].clear()
                 continue
             points: dict[TargetRef, tuple[np.ndarray, np.ndarray]] = {}
-            for ref, parts in pieces[j].items():
-                times = np.concatenate([p[0] for p in parts])
-                values = np.concatenate([p[1] for p in parts])
-                # Chunks may repeat a boundary point.
-                times, first = np.unique(times, return_index=True)
-                points[ref] = (times, values[first])
-            answers.append(_Answer(points, queries[j], len(returned[j]), dropped[j]))
+            while pieces[p]:
+                ref, parts = pieces[p].popitem()
+                points[ref] = _joined(parts)
+            answers.append(_Answer(points, queries[p], len(returned[p]), dropped[p]))
         return answers
+
+
+def _points_per_series(job: _Job, settings: PrometheusSettings) -> int:
+    return (job.end - job.start) // settings.step_s + 1
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One series from its chunks' pieces, in time order without repeats (chunks may repeat a
+    boundary point); a single piece in order is kept as it is."""
+    if len(parts) == 1 and bool(np.all(np.diff(parts[0][0]) > 0)):
+        return parts[0]
+    times = np.concatenate([t for t, _ in parts])
+    values = np.concatenate([v for _, v in parts])
+    parts.clear()
+    times, first = np.unique(times, return_index=True)
+    return times, values[first]
+
+
+def _merged(before: FetchRecord | None, group: FetchRecord) -> FetchRecord:
+    """The record of a job with one more group of its targets answered."""
+    if before is None:
+        return group
+    return replace(
+        before,
+        targets=before.targets + group.targets,
+        queries=before.queries + group.queries,
+        returned=before.returned + group.returned,
+        series=before.series + group.series,
+        points=before.points + group.points,
+        dropped=before.dropped + group.dropped,
+        groups=before.groups + group.groups,
+    )
