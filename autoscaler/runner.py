@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -185,13 +185,19 @@ def run_controller(
         def lease_round() -> None:
             telemetry.set_shards(lease_elector.round(), settings.shards)
 
+        # A first round before the first tick, so that it acts on the shards that are free to take
+        # rather than on none; what fails here is the scheduled rounds' to retry.
+        try:
+            lease_round()
+        except Exception:
+            log.exception("first lease round failed", extra={"event": "lease_round_failed"})
         scheduler.add_job(
             lease_round,
             "interval",
             seconds=settings.lease.retry_period_s,
             max_instances=1,
             coalesce=True,
-            next_run_time=first,
+            next_run_time=first + timedelta(seconds=settings.lease.retry_period_s),
             id="lease",
         )
     scheduler.add_job(
