@@ -3,7 +3,8 @@
 APScheduler (3.x) calls the tick on an interval with one instance at a time: a tick that overruns
 makes the next one late, and late runs are coalesced into one, never stacked. Leader election, when
 enabled, renews the Lease (or the shard Leases, `autoscaler.actuation.shards`) on its own schedule
-so a slow tick cannot cost the lease. The loop never dies of an exception in a tick: it is logged
+so a slow tick cannot cost the lease; a round that gains shards runs the tick at once rather than
+at its next scheduled time (`EarlyTicks`). The loop never dies of an exception in a tick: it is logged
 and the next tick starts afresh. Stopping (SIGTERM) waits for the running tick, releases the
 leases, and returns.
 """
@@ -15,10 +16,15 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from apscheduler.executors.base import MaxInstancesReachedError
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from autoscaler.actuation.leader import LeaseSettings
@@ -31,10 +37,11 @@ from autoscaler.observability.telemetry import Telemetry
 from autoscaler.policy import PredictivePolicy
 from autoscaler.sources.informers import Informers
 from autoscaler.sources.prometheus import PrometheusSettings, PrometheusSource
+from autoscaler.tick_trigger import TickTrigger
 from autoscaler.wiring import Controller, cluster_stages
 from forecasting import ArimaConfig, Forecaster, ModelName, make_forecaster
 
-__all__ = ["RunSettings", "default_identity", "run_controller"]
+__all__ = ["TICK_JOB", "EarlyTicks", "RunSettings", "default_identity", "run_controller"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,120 @@ class RunSettings:
 STALE_TICKS = 5
 STALE_FLOOR_S = 120.0
 
+TICK_JOB = "tick"
+
+
+class EarlyTicks:
+    """Runs the tick early when a lease round gains shards (`autoscaler.tick_trigger`): the tick
+    job's next run moves to now, and the ticks after it follow at the interval from there.
+
+    One lock orders the rounds' decisions, the ticks' starts (as the scheduler hands the tick to a
+    thread, `_Executor`) and their ends (once the scheduler no longer counts it running), so a run
+    asked for while a tick runs is asked for at that tick's end instead, and never skipped with
+    APScheduler's "maximum number of running instances" warning. Only a tick the scheduler starts
+    between a decision and the move can meet the early run; that tick started after the gain and
+    decides the new shards, so the early run is dropped quietly."""
+
+    def __init__(self) -> None:
+        # Reentrant: the scheduler's thread that hands a tick over under this lock hears it end
+        # there (`_job_done`) when it ends at once.
+        self._lock = threading.Condition(threading.RLock())
+        self._trigger = TickTrigger()
+        self._asked: set[datetime] = set()  # early runs' times, until the scheduler reaches them
+        self._moving = 0  # early runs asked for and not yet moved to
+        self._stopping = False
+        self._scheduler: Any = None
+
+    def scheduler(self) -> Any:
+        """A BackgroundScheduler (UTC) whose job `TICK_JOB` this moves."""
+        scheduler = BackgroundScheduler(timezone=UTC, executors={"default": _Executor(self)})
+        scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self._scheduler = scheduler
+        return scheduler
+
+    def round_done(self, held: Iterable[int]) -> None:
+        """A lease round ended holding `held` (the first one too; not one that failed)."""
+        with self._lock:
+            gained = self._trigger.round_done(held)
+            if gained is None or self._stopping:
+                return
+            at = self._ask() if gained.wake_now else None
+        log.info(
+            "shards gained: ticking %s",
+            "now" if gained.wake_now else "when the running tick ends",
+            extra={
+                "event": "shards_gained",
+                "shards": sorted(gained.shards),
+                "tick": "now" if gained.wake_now else "after_running",
+            },
+        )
+        if at is not None:
+            self._move(at)
+
+    def stop(self) -> None:
+        """No more early runs. Called before the scheduler's shutdown, which holds the job store
+        while it waits for the running jobs: returns once no move is under way."""
+        with self._lock:
+            self._stopping = True
+            self._lock.wait_for(lambda: self._moving == 0)
+
+    def submit_tick(self, submit: Callable[[], None], run_times: list[datetime]) -> None:
+        """The scheduler hands the tick to a thread (`submit`)."""
+        with self._lock:
+            early = not self._asked.isdisjoint(run_times)
+            self._asked.difference_update(run_times)
+            try:
+                submit()
+            except MaxInstancesReachedError:
+                if not early:
+                    raise  # a tick that overran: the next one is skipped, as ever
+                log.debug("early tick dropped: a tick started since the shards were gained")
+                return
+            self._trigger.tick_started()
+
+    def _job_done(self, event: Any) -> None:
+        if event.job_id != TICK_JOB:
+            return
+        with self._lock:
+            at = self._ask() if self._trigger.tick_ended() else None
+        if at is not None:
+            log.debug("ticking now for the shards gained while the last tick ran")
+            self._move(at)
+
+    def _ask(self) -> datetime | None:
+        """An early run's time (under the lock); None once stopping."""
+        if self._stopping:
+            return None
+        at = datetime.now(UTC)
+        # A run asked for is reached at once, unless another move overtook it: forget those.
+        self._asked = {t for t in self._asked if t > at - timedelta(hours=1)}
+        self._asked.add(at)
+        self._moving += 1
+        return at
+
+    def _move(self, at: datetime) -> None:
+        try:
+            self._scheduler.modify_job(TICK_JOB, next_run_time=at)
+        finally:
+            with self._lock:
+                self._moving -= 1
+                self._lock.notify_all()
+
+
+class _Executor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler has no type hints
+    """APScheduler's default executor, telling `EarlyTicks` when it hands the tick to a thread."""
+
+    def __init__(self, early: EarlyTicks) -> None:
+        super().__init__()
+        self._early = early
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        submit = super().submit_job
+        if job.id == TICK_JOB:
+            self._early.submit_tick(lambda: submit(job, run_times), run_times)
+        else:
+            submit(job, run_times)
+
 
 def run_controller(
     settings: RunSettings, stop: threading.Event, telemetry: Telemetry | None = None
@@ -96,7 +217,10 @@ def run_controller(
         on_error=telemetry.kube_error,
         write_timeout_s=write_timeout_s,
     )
-    source = PrometheusSource(settings.prometheus, on_query=telemetry.query_done)
+    # Histories are read beside the ticks: a fleet's first reads never hold a decision.
+    source = PrometheusSource(
+        settings.prometheus, on_query=telemetry.query_done, background_history=True
+    )
     informers = Informers(kube, settings.namespaces or None)
     elector = (
         ShardElector(kube, settings.lease, settings.shards, settings.identity, time.monotonic, time.time)
@@ -177,13 +301,17 @@ def run_controller(
             "informers not synced after one interval; ticking anyway",
             extra={"event": "not_synced", "waited_s": settings.interval_s},
         )
-    scheduler = BackgroundScheduler(timezone=UTC)
+    early = EarlyTicks()
+    scheduler = early.scheduler()
     first = datetime.now(UTC)
     if elector is not None:
         lease_elector = elector
 
         def lease_round() -> None:
-            telemetry.set_shards(lease_elector.round(), settings.shards)
+            held = lease_elector.round()
+            telemetry.set_shards(held, settings.shards)
+            # Shards taken over are decided by a tick that starts now, not up to an interval on.
+            early.round_done(held)
 
         # A first round before the first tick, so that it acts on the shards that are free to take
         # rather than on none; what fails here is the scheduled rounds' to retry.
@@ -191,6 +319,7 @@ def run_controller(
             lease_round()
         except Exception:
             log.exception("first lease round failed", extra={"event": "lease_round_failed"})
+            early.round_done(lease_elector.held())  # the first tick decides what it did take
         scheduler.add_job(
             lease_round,
             "interval",
@@ -208,7 +337,7 @@ def run_controller(
         coalesce=True,
         misfire_grace_time=max(1, int(settings.interval_s)),
         next_run_time=first,
-        id="tick",
+        id=TICK_JOB,
     )
     log.info(
         "controller started",
@@ -227,6 +356,7 @@ def run_controller(
     try:
         stop.wait()
     finally:
+        early.stop()
         scheduler.shutdown(wait=True)
         fitter.shutdown()
         if elector is not None:

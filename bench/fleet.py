@@ -41,7 +41,22 @@ What it reads, and from where:
   made by the holder, at that moment, of one and the same Lease (never by two processes at once);
   with ``--kill-one``, the process that decided the most workloads lately is killed (SIGKILL, with
   its session) at 40 % of the run and started again at 70 %: how long until the others decided its
-  workloads, and how the work was shared out again.
+  workloads, and how the work was shared out again;
+* the take-over's bound: the lease duration (the bench passes the controller's default as
+  ``--lease-duration``) plus two intervals, and whether every workload the killed replica decided in
+  its last tick was decided by another replica within it of the kill ("cannot tell" when some were
+  not, yet the restart came before the bound had passed);
+* the hand-back, from the restart to the end of the run: for every workload, each gap between two of
+  its consecutive decisions (by any replica) that ends after the restart, one that spans the restart
+  counted whole, and the gap from its last decision to the end of the last acting tick of the run
+  (from the start of the run for a workload never decided). A gap of g seconds counts as
+  ``ceil(g / interval - 0.5) - 1`` ticks undecided: whole intervals less the one between any two
+  decisions, with the half interval of slack of the 1.5-interval rule above (a decision is logged
+  anywhere in its tick, and replicas tick out of phase): up to 1.5 intervals is no tick, up to 2.5
+  one, up to 3.5 two. Reported: the longest gap, in seconds and ticks, its workload, and how many
+  workloads went more than two ticks undecided;
+* ticks held without metrics: the ``tick done`` lines of acting ticks with ``"metrics_available":
+  false``, and the causes their ``prometheus_errors`` list, counted (``unspecified`` for none).
 
 Wall-clock figures depend on how busy the machine is; the data, the fleet and every decision input
 are the same for the same ``--seed``. Needs ``prometheus`` and ``promtool``
@@ -67,7 +82,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +92,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from autoscaler.actuation.leader import LeaseSettings
 from autoscaler.cli.common import EXIT_USAGE, Parser, duration, positive, whole
 from autoscaler.config import PREFIX
 from tests.fakekube import FakeKube
@@ -105,6 +121,12 @@ SCRAPE_TIMEOUT_S = 10.0
 # A workload counts as decided on time while its decisions are at most this many intervals apart.
 LATE_INTERVALS = 1.5
 KILL_AT, RESTART_AT = 0.4, 0.7
+# The controller's default lease duration, which the bench passes to every replica: the take-over
+# bound is this plus TAKEOVER_TICKS intervals.
+LEASE_DURATION_S = LeaseSettings(namespace=LEASE_NAMESPACE).lease_duration_s
+TAKEOVER_TICKS = 2
+# After the restart, no workload may go more than this many ticks without a decision.
+HANDBACK_TICKS = 2
 # The metrics every workload of the fleet declares: one model each.
 KINDS = ("cpu", "memory", "requests")
 FITTED = re.compile(r'^predictive_autoscaler_models\{[^}]*state="fitted"[^}]*\}\s+(\S+)', re.M)
@@ -432,6 +454,8 @@ class Fleet:
             command.append("--dry-run")
         if self.args.replicas > 1:
             command += ["--leader-elect", "--lease-namespace", LEASE_NAMESPACE]
+            # Said rather than left to the default (or to the environment): the take-over bound uses it.
+            command += ["--lease-duration", f"{LEASE_DURATION_S:g}s"]
         if self.args.shards:
             command += ["--shards", str(self.args.shards)]
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -546,6 +570,9 @@ class ProcessLog:
     skipped: int
     failed_ticks: int
     errors: list[str]
+    # Acting ticks that went without metrics (Prometheus failed), and the causes they listed.
+    ticks_without_metrics: int = 0
+    metrics_causes: dict[str, int] = field(default_factory=dict)
 
 
 def epoch(stamp: str) -> float:
@@ -556,7 +583,8 @@ def read_log(index: int, path: Path) -> ProcessLog:
     ticks: list[Tick] = []
     decisions: list[tuple[float, str]] = []
     pending: set[str] = set()
-    skipped = failed = 0
+    skipped = failed = without_metrics = 0
+    causes: dict[str, int] = {}
     errors: list[str] = []
     for line in path.read_text(errors="replace").splitlines():
         try:
@@ -576,10 +604,14 @@ def read_log(index: int, path: Path) -> ProcessLog:
             decisions.append((at, target))
         elif event == "tick":
             seconds = float(entry.get("seconds", 0.0))
-            ticks.append(
-                Tick(index, at - seconds, at, seconds, bool(entry.get("acted")), frozenset(pending))
-            )
+            acted = bool(entry.get("acted"))
+            ticks.append(Tick(index, at - seconds, at, seconds, acted, frozenset(pending)))
             pending = set()
+            if acted and entry.get("metrics_available") is False:
+                without_metrics += 1
+                listed = entry.get("prometheus_errors")
+                for cause in (listed if isinstance(listed, list) else []) or ["unspecified"]:
+                    causes[str(cause)] = causes.get(str(cause), 0) + 1
         elif event == "tick_failed":
             failed += 1
             pending = set()
@@ -587,7 +619,7 @@ def read_log(index: int, path: Path) -> ProcessLog:
             skipped += 1
         elif entry.get("level") in ("error", "critical"):
             errors.append(message[:200])
-    return ProcessLog(ticks, decisions, skipped, failed, errors)
+    return ProcessLog(ticks, decisions, skipped, failed, errors, without_metrics, causes)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -637,6 +669,76 @@ def holder_at(changes: list[tuple[float, str]], at: float) -> str:
     return holder
 
 
+def takeover_bound_s(interval_s: float) -> float:
+    """How long after a kill the others may take to decide the killed replica's workloads: the lease
+    duration its leases take to expire, and `TAKEOVER_TICKS` ticks."""
+    return LEASE_DURATION_S + TAKEOVER_TICKS * interval_s
+
+
+def takeover_within_bound(
+    taken: Mapping[str, float], orphans: Collection[str], watched_s: float, bound_s: float
+) -> bool | None:
+    """Whether every orphan (a workload the killed replica decided in its last tick) was decided by
+    another replica within `bound_s` of the kill; `taken`: seconds from the kill to each orphan's
+    first such decision, within the `watched_s` from the kill to the restart. None when there is
+    nothing to take over, or when an orphan not taken yet was still within the bound at the
+    restart."""
+    if not orphans:
+        return None
+    if all(ref in taken and taken[ref] <= bound_s for ref in orphans):
+        return True
+    if any(taken[ref] > bound_s for ref in orphans if ref in taken) or watched_s >= bound_s:
+        return False
+    return None
+
+
+def ticks_undecided(gap_s: float, interval_s: float) -> int:
+    """The ticks a workload went without a decision in a gap of `gap_s` seconds between two of its
+    decisions: the gap in whole intervals, less the one between any two decisions, with half an
+    interval of slack (a decision is logged anywhere in its tick; replicas tick out of phase), as
+    for `LATE_INTERVALS`: up to 1.5 intervals is no tick, up to 2.5 one, up to 3.5 two."""
+    return max(0, math.ceil(gap_s / interval_s - (LATE_INTERVALS - 1)) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class HandBack:
+    """The hand-back after the restart: the longest time a workload went without a decision."""
+
+    max_gap_s: float | None  # None: no gap ends after the restart
+    max_ticks: int | None  # `ticks_undecided` of that gap
+    worst: str | None  # the workload of that gap
+    over_bound: int  # workloads with a gap of more than `HANDBACK_TICKS` ticks undecided
+
+
+def handback(
+    decided_at: Mapping[str, Sequence[float]],
+    restarted_at: float,
+    began: float,
+    last_tick_end: float,
+    interval_s: float,
+) -> HandBack:
+    """Every workload's gaps that end after `restarted_at`: between two consecutive decisions (by
+    any replica; one spanning the restart counts whole), and from its last decision to
+    `last_tick_end`, the end of the run's last acting tick (from `began`, the start of the run, for a
+    workload never decided)."""
+    worst: tuple[float, str] | None = None
+    over = 0
+    for ref in sorted(decided_at):
+        times = sorted(decided_at[ref]) or [began]
+        points = [*times, max(last_tick_end, times[-1])]
+        gaps = [b - a for a, b in itertools.pairwise(points) if b > restarted_at]
+        if not gaps:
+            continue
+        longest = max(gaps)
+        if ticks_undecided(longest, interval_s) > HANDBACK_TICKS:
+            over += 1
+        if worst is None or longest > worst[0]:
+            worst = (longest, ref)
+    if worst is None:
+        return HandBack(None, None, None, over)
+    return HandBack(worst[0], ticks_undecided(worst[0], interval_s), worst[1], over)
+
+
 @dataclass
 class Result:
     workloads: int
@@ -657,6 +759,9 @@ class Result:
     ticks_due: int
     skipped_ticks: int
     failed_ticks: int
+    # Acting ticks held without metrics (Prometheus failed), and the causes they listed, counted.
+    ticks_without_metrics: int
+    ticks_without_metrics_by_cause: dict[str, int]
     cpu_s_per_tick: float | None
     cpu_s_per_tick_second_half: float | None
     peak_rss_mb: float | None
@@ -682,8 +787,20 @@ class Result:
     two_writer_examples: list[str]
     takeover_s: float | None
     takeover_note: str
+    # With --kill-one: lease duration + TAKEOVER_TICKS intervals; whether every workload of the
+    # killed replica was decided by another within it (None: nothing to take over, or cannot tell).
+    takeover_bound_s: float | None
+    takeover_within_bound: bool | None
     rebalance_s: float | None
     rebalance_note: str
+    # With --kill-one, from the restart to the end of the run (`handback`): the longest time a
+    # workload went without a decision, as seconds and ticks, its workload, and how many workloads
+    # went more than `handback_bound_ticks` ticks without one.
+    handback_max_gap_s: float | None
+    handback_max_ticks_undecided: int | None
+    handback_worst_workload: str | None
+    handback_bound_ticks: int | None
+    handback_workloads_over_bound: int | None
     errors: list[str]
 
 
@@ -783,8 +900,8 @@ def analyse(
     late = 0
     max_gap: float | None = None
     settled = max(firsts) if firsts and not never else None
+    last_tick_end = max(t.ended for t in acting) if acting else ended
     if settled is not None:
-        last_tick_end = max(t.ended for t in acting) if acting else ended
         for times in decided_at.values():
             times.sort()
             points = [*[t for t in times if t >= settled], last_tick_end]
@@ -826,6 +943,9 @@ def analyse(
                     examples.append(f"{ref}: {len(made)} writes by {', '.join(writers)}")
 
     takeover_s, takeover_note, rebalance_s, rebalance_note = None, "", None, ""
+    bound_s: float | None = None
+    within: bool | None = None
+    back: HandBack | None = None
     if kill is not None:
         killed_at, restarted_at = kill
         victim = next(p for p in fleet.processes if p.killed)
@@ -843,6 +963,9 @@ def analyse(
         for at, ref in sorted(others):
             if ref in orphans and ref not in taken:
                 taken[ref] = at - killed_at
+        bound_s = takeover_bound_s(interval)
+        within = takeover_within_bound(taken, orphans, restarted_at - killed_at, bound_s)
+        back = handback(decided_at, restarted_at, began, last_tick_end, interval)
         if not orphans:
             takeover_note = "the killed replica was deciding nothing"
         elif len(taken) == len(orphans):
@@ -853,9 +976,9 @@ def analyse(
                 f"{len(orphans) - len(taken)} of {len(orphans)} workloads not decided by another "
                 f"replica within {restarted_at - killed_at:.0f} s"
             )
-        back = fleet.processes[-1]
+        restarted = fleet.processes[-1]
         back_ticks = [t for t in logs[-1].ticks if t.acted and t.decided]
-        if back.identity != victim.identity or not back_ticks:
+        if restarted.identity != victim.identity or not back_ticks:
             rebalance_note = "the restarted replica decided nothing before the end"
         else:
             rebalance_s = back_ticks[0].ended - restarted_at
@@ -885,6 +1008,10 @@ def analyse(
             firsts_by_process.append(log.ticks[working[0]].seconds)
             rest += [t.seconds for t in log.ticks[working[0] + 1 :]]
     errors = [e for log in logs for e in log.errors]
+    causes: dict[str, int] = {}
+    for log in logs:
+        for cause, held in log.metrics_causes.items():
+            causes[cause] = causes.get(cause, 0) + held
     return Result(
         workloads=n,
         replicas=args.replicas,
@@ -908,6 +1035,8 @@ def analyse(
         ),
         skipped_ticks=sum(log.skipped for log in logs),
         failed_ticks=sum(log.failed_ticks for log in logs),
+        ticks_without_metrics=sum(log.ticks_without_metrics for log in logs),
+        ticks_without_metrics_by_cause=dict(sorted(causes.items())),
         cpu_s_per_tick=per_tick(cpu_total),
         cpu_s_per_tick_second_half=cpu_half / ticks_half if ticks_half else None,
         peak_rss_mb=round(peak / 2**20, 1) if peak else None,
@@ -936,8 +1065,15 @@ def analyse(
         two_writer_examples=examples,
         takeover_s=None if takeover_s is None else round(takeover_s, 1),
         takeover_note=takeover_note,
+        takeover_bound_s=bound_s,
+        takeover_within_bound=within,
         rebalance_s=None if rebalance_s is None else round(rebalance_s, 1),
         rebalance_note=rebalance_note,
+        handback_max_gap_s=None if back is None or back.max_gap_s is None else round(back.max_gap_s, 1),
+        handback_max_ticks_undecided=None if back is None else back.max_ticks,
+        handback_worst_workload=None if back is None else back.worst,
+        handback_bound_ticks=None if back is None else HANDBACK_TICKS,
+        handback_workloads_over_bound=None if back is None else back.over_bound,
         errors=errors[:10],
     )
 
@@ -1030,6 +1166,19 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _verdict(within: bool | None) -> str:
+    if within is None:
+        return "cannot tell (nothing to take over, or the restart came first)"
+    return "met" if within else "NOT met"
+
+
+def _without_metrics(r: Result) -> str:
+    if not r.ticks_without_metrics_by_cause:
+        return str(r.ticks_without_metrics)
+    causes = ", ".join(f"{k} {v}" for k, v in r.ticks_without_metrics_by_cause.items())
+    return f"{r.ticks_without_metrics} ({causes})"
+
+
 def print_table(results: Sequence[Result]) -> None:
     for r in results:
         shards = f", {r.shards} shards" if r.shards else ""
@@ -1047,6 +1196,7 @@ def print_table(results: Sequence[Result]) -> None:
             ),
             ("ticks done / due", f"{r.ticks} / {r.ticks_due}"),
             ("skipped ticks (scheduler), failed ticks", f"{r.skipped_ticks}, {r.failed_ticks}"),
+            ("ticks held without metrics (Prometheus failed), by cause", _without_metrics(r)),
             (
                 "CPU per tick, whole run / second half",
                 f"{_fmt(r.cpu_s_per_tick)} / {_fmt(r.cpu_s_per_tick_second_half)} s",
@@ -1087,8 +1237,31 @@ def print_table(results: Sequence[Result]) -> None:
             rows.append(("workloads written by two replicas at once", str(r.workloads_written_by_two)))
         if r.takeover_note:
             rows.append(("take-over after the kill", r.takeover_note))
+        if r.takeover_bound_s is not None:
+            rows.append(
+                (
+                    f"take-over within lease duration + {TAKEOVER_TICKS} ticks",
+                    f"{r.takeover_bound_s:g} s: {_verdict(r.takeover_within_bound)}",
+                )
+            )
         if r.rebalance_note:
             rows.append(("after the restart", r.rebalance_note))
+        if r.handback_bound_ticks is not None:
+            rows.append(
+                (
+                    "hand-back, restart to end: longest without a decision",
+                    "n/a (no decision or tick after the restart)"
+                    if r.handback_max_gap_s is None
+                    else f"{r.handback_max_gap_s:.1f} s, {r.handback_max_ticks_undecided} tick(s) "
+                    f"undecided ({r.handback_worst_workload})",
+                )
+            )
+            rows.append(
+                (
+                    f"hand-back: workloads undecided more than {r.handback_bound_ticks} ticks",
+                    str(r.handback_workloads_over_bound),
+                )
+            )
         width = max(len(label) for label, _ in rows)
         for label, value in rows:
             print(f"  {label:<{width}}  {value}")

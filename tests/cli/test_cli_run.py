@@ -2,7 +2,9 @@
 
 Covers: bad flags exit 2 with one line; with Prometheus unreachable the loop keeps ticking, holds
 (an Event says so, nothing is patched) and stops cleanly on SIGTERM with status 0; two processes with
-`--leader-elect`: exactly one acts, and when it stops the other takes over within the lease duration.
+`--leader-elect`: exactly one acts, and when it stops the other takes over within the lease duration;
+two with `--shards 2`: the shard the first hands over is decided by the second's tick at once, not an
+interval on, and neither skips a tick.
 
 Fed by a real Prometheus (`prometheus_live`): mode replicas patches the scale to what the load needs;
 dry-run patches nothing and records the decision in an Event; mode hpa raises the HPA floor and,
@@ -183,6 +185,42 @@ def test_two_processes_one_leader_and_takeover(fake_kube: FakeKube, kubeconfig: 
         for process, lines in ((first, first_lines), (second, second_lines)):
             if process.poll() is None:
                 stop(process, lines)
+
+
+def logged(lines: Lines, event: str) -> list[dict[str, Any]]:
+    found = [json.loads(line) for line in list(lines.lines) if line.startswith("{")]
+    return [entry for entry in found if entry.get("event") == event]
+
+
+def test_a_shard_handed_over_is_decided_at_once_not_an_interval_on(
+    fake_kube: FakeKube, running: Launcher
+) -> None:
+    """Two shards and a five-minute interval, which the test never waits out: the second replica
+    asks the first for a shard, and when it takes it, it ticks at once; the first, which only lost
+    one, ticks no more than at its start; neither skips a tick."""
+    fake_kube.add_deployment(NS, "web", replicas=5, annotations={PREFIX + "enabled": "true"})
+    fake_kube.add_namespace("ops")
+    flags = ["--leader-elect", "--shards", "2", "--lease-namespace", "ops", "--lease-duration", "4s",
+             "--renew-deadline", "3s", "--retry-period", "1s", "--interval", "5m"]  # fmt: skip
+    prometheus = f"http://127.0.0.1:{closed_port()}"
+
+    def holder(shard: int) -> str:
+        lease = fake_kube.get_object("Lease", "ops", f"predictive-autoscaler-{shard}")
+        return "" if lease is None else str(lease["spec"].get("holderIdentity") or "")
+
+    _, first = running(*flags, "--identity", "first", prometheus_url=prometheus)
+    assert wait_for(lambda: first.count('"event": "tick"') == 1)
+    assert wait_for(lambda: holder(0) == holder(1) == "first")
+    _, second = running(*flags, "--identity", "second", prometheus_url=prometheus)
+    assert wait_for(lambda: len(logged(second, "shards_gained")) == 1, timeout_s=60)
+    [gained] = logged(second, "shards_gained")
+    assert wait_for(lambda: second.count('"event": "tick"') == 2), "ticked at once"
+    assert holder(gained["shards"][0]) == "second"
+    assert {holder(0), holder(1)} == {"first", "second"}
+    assert logged(first, "shards_gained") == []
+    assert first.count('"event": "tick"') == 1, "losing a shard wakes nothing"
+    for lines in (first, second):
+        assert "maximum number of running instances" not in "".join(lines.lines)
 
 
 # --- fed by a real Prometheus ---------------------------------------------------------------------

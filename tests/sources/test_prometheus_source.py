@@ -71,6 +71,7 @@ from autoscaler.sources.prometheus import (
 )
 from autoscaler.sources.prometheus.cache import SeriesCache
 from autoscaler.stages import MetricsUnavailable
+from tests.faultproxy import Fault, FaultProxy
 from tests.promserver import Dataset, PromEnv, PromServer, free_port
 
 STEP = 60
@@ -564,18 +565,24 @@ def test_a_first_read_in_groups_caches_what_one_read_does(prometheus: PromEnv) -
     assert {r.groups for r in grouped.last_fetches} == {1}
 
 
+@pytest.mark.parametrize("background", [pytest.param(False, id="in-the-tick"),
+                                        pytest.param(True, id="in-the-background")])  # fmt: skip
 def test_a_fleet_s_history_is_read_a_few_targets_a_tick_and_every_target_every_tick(
-    prometheus: PromEnv,
+    prometheus: PromEnv, background: bool
 ) -> None:
     targets = [target(w.ref) for w in prometheus.dataset.workloads]
     keys = [(t.state.ref, kind) for t in targets for kind in t.config.metrics]
     whole = PrometheusSource(settings_for(prometheus))
     loads = whole.observe(targets, prometheus.anchor)
     # Six hours are 361 points a kind: one target's history a tick.
-    paced = PrometheusSource(settings_for(prometheus, history_points_per_tick=len(ALL_KINDS) * 361))
+    paced = PrometheusSource(
+        settings_for(prometheus, history_points_per_tick=len(ALL_KINDS) * 361),
+        background_history=background,
+    )
     waiting = []
     for _ in targets:
         paced_loads = paced.observe(targets, prometheus.anchor)
+        assert paced.wait_for_history(30.0)
         # Those whose past is still to come are read from the recent window: all are decided.
         assert paced_loads.keys() == loads.keys()
         for ref, kind in keys:
@@ -591,6 +598,113 @@ def test_a_fleet_s_history_is_read_a_few_targets_a_tick_and_every_target_every_t
         assert (a is None) == (b is None), (ref, kind)
         if a is not None and b is not None:
             pd.testing.assert_series_equal(a, b)
+    paced.close()
+    whole.close()
+
+
+HISTORY_QUERY = 'pod=~"(?:'  # only a history read confines its query to the targets' pods
+
+
+def test_a_slow_history_read_in_the_background_never_holds_the_tick(prometheus: PromEnv) -> None:
+    targets = [target(WEB), target(SHOP_API)]
+    keys = [(t.state.ref, kind) for t in targets for kind in t.config.metrics]
+    expected = PrometheusSource(settings_for(prometheus)).observe(targets, prometheus.anchor)
+    with FaultProxy(prometheus.url) as proxy:
+        # The history is answered an hour late, far beyond the transport's timeout: a tick that
+        # waited for it would fail.
+        proxy.set(Fault.SLOW, match=HISTORY_QUERY, delay_s=3600.0)
+        source = PrometheusSource(
+            replace(settings_for(prometheus), url=proxy.url, timeout_s=60.0),
+            background_history=True,
+        )
+        loads = source.observe(targets, prometheus.anchor)
+        assert loads.keys() == expected.keys()
+        for ref, kind in keys:
+            got, want = loads[ref].get(kind), expected[ref].get(kind)
+            assert got is not None
+            assert want is not None
+            assert close_to(got.value, want.value), (ref, kind)
+        assert all(source.pending(ref, kind) for ref, kind in keys)
+        assert any(HISTORY_QUERY in q for q in proxy.queries)
+    # The proxy gone, the read it held fails; the targets stay pending, for a later tick.
+    assert source.wait_for_history(30.0)
+    assert all(source.pending(ref, kind) for ref, kind in keys)
+    source.close()
+
+
+def test_a_failed_history_read_in_the_background_costs_no_tick_and_is_asked_again(
+    prometheus: PromEnv,
+) -> None:
+    targets = [target(WEB), target(BLOG_API)]
+    keys = [(t.state.ref, kind) for t in targets for kind in t.config.metrics]
+    whole = PrometheusSource(settings_for(prometheus))
+    expected = whole.observe(targets, prometheus.anchor)
+    with FaultProxy(prometheus.url) as proxy:
+        proxy.set(Fault.ERROR, match=HISTORY_QUERY)
+        source = PrometheusSource(
+            replace(settings_for(prometheus), url=proxy.url), background_history=True
+        )
+        loads = source.observe(targets, prometheus.anchor)
+        assert source.wait_for_history(30.0)
+        assert loads.keys() == expected.keys()
+        assert proxy.faulted >= 1
+        assert all(source.pending(ref, kind) for ref, kind in keys)
+        proxy.heal()
+        source.observe(targets, prometheus.anchor)  # submits the share again
+        assert source.wait_for_history(30.0)
+        assert not any(source.pending(ref, kind) for ref, kind in keys)
+        for ref, kind in keys:
+            got, want = source.recorded(ref, kind), whole.recorded(ref, kind)
+            assert got is not None
+            assert want is not None
+            pd.testing.assert_series_equal(got, want)
+        source.close()
+    whole.close()
+
+
+def test_a_background_history_is_stored_only_for_a_target_still_asked_for_with_its_selector() -> None:
+    settings = PrometheusSettings(url="http://prometheus:9090", history_s=6 * HOURS,
+                                  cache_s=600.0, quality_window_s=600.0)  # fmt: skip
+    cache = SeriesCache(settings)
+    cpu, requests = (WEB, MetricKind.CPU), (WEB, MetricKind.REQUESTS)
+    times = np.arange(_END - 6 * 3600, _END + 1, STEP, dtype=np.int64)
+    values = np.linspace(1.0, 2.0, len(times))
+    cache.keep_only({requests: CUSTOM})
+    # Dropped while it was read: not stored.
+    assert not cache.store_history(cpu, None, int(times[0]), _END, times, values)
+    assert not cache.has_history(cpu)
+    # Read with a selector the workload no longer names: not stored either.
+    assert not cache.store_history(requests, None, int(times[0]), _END, times, values)
+    assert not cache.has_history(requests)
+    assert cache.store_history(requests, CUSTOM, int(times[0]), _END, times, values)
+    assert cache.has_history(requests)
+    # Stored once: a second answer for the same history changes nothing.
+    assert not cache.store_history(requests, CUSTOM, int(times[0]), _END, times, values * 2)
+
+
+def test_a_background_history_ending_before_the_tick_s_points_keeps_them() -> None:
+    settings = PrometheusSettings(url="http://prometheus:9090", history_s=6 * HOURS,
+                                  cache_s=600.0, quality_window_s=600.0)  # fmt: skip
+    cache = SeriesCache(settings)
+    key = (WEB, MetricKind.CPU)
+    cache.keep_only({key: None})
+    # Ticks read the recent window while the history, asked for at _END, was on its way.
+    now = _END + 5 * STEP
+    recent = np.arange(_END - 600, now + 1, STEP, dtype=np.int64)
+    cache.store(key, int(recent[0]), now, recent, np.full(len(recent), 7.0))
+    history = np.arange(_END - 6 * 3600, _END + 1, STEP, dtype=np.int64)
+    assert cache.store_history(key, None, int(history[0]), _END, history, np.ones(len(history)))
+    sample = cache.latest(WEB, MetricKind.CPU, now, averaged=False)
+    assert sample is not None
+    assert (sample.at, sample.value) == (now, 7.0)
+    seed = cache.recorded(*key)
+    assert seed is not None
+    assert seed.index[0].timestamp() == now - 6 * 3600  # the last `history_s`, as always
+    assert seed.index[-1].timestamp() == now
+    assert not seed.isna().any()
+    assert (seed.loc[: pd.Timestamp(_END, unit="s", tz="UTC")] == 1.0).all()
+    assert (seed.iloc[-5:] == 7.0).all()
+    assert cache.fetched_until(key) == now
 
 
 def test_a_rejected_selector_read_in_groups_costs_only_its_targets(prometheus: PromEnv) -> None:

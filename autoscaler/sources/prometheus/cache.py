@@ -9,6 +9,9 @@ workloads, days of points for every one of them would be most of the controller'
 a read that happens once. A tick's new points are written after the ones kept, in place, so a
 tick's store costs what it brings, not what is kept.
 
+Threads: a tick and the source's background history reader (see `PrometheusSource`) share one
+cache; each public method holds its lock for what it does.
+
 Data hygiene: a kind whose latest point is more than `late_steps` behind the newest grid point, or
 that misses more than `max_missing_share` of its points over the last `quality_window_s`, has no
 usable sample.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -184,27 +188,39 @@ class SeriesCache:
         # The (target, kind)s whose history has been fetched (with or without points); the others
         # have at most their recent window, read while their turn for a history read comes.
         self._history: set[Key] = set()
+        # What the latest `keep_only` was asked for, with the selector: a history read in the
+        # background is stored only if its target and selector are still these.
+        self._live: dict[Key, SeriesSelector | None] = {}
+        self._lock = threading.RLock()
 
     def align(self, t: float) -> int:
         step = self.settings.step_s
         return math.floor(t / step) * step
 
     def fetched_until(self, key: Key) -> int | None:
-        return self._fetched_until.get(key)
+        with self._lock:
+            return self._fetched_until.get(key)
 
     def has_history(self, key: Key) -> bool:
         """Whether `key`'s history has been fetched and stored (whatever it held)."""
-        return key in self._history
+        with self._lock:
+            return key in self._history
 
     def held(self, key: Key) -> int:
         """Points the cache has room for in `key`'s buffers, the kept ones included: its memory."""
-        points = self._points.get(key)
-        return 0 if points is None else points.held
+        with self._lock:
+            points = self._points.get(key)
+            return 0 if points is None else points.held
 
     def keep_only(self, live: Mapping[Key, SeriesSelector | None]) -> None:
         """Drop what belongs to targets (or kinds) no longer asked for, and the history of a
         (target, kind) whose selector changed, which must be fetched anew. Its model lives on (it is
         the same target and kind), so the new history is not read for a seed and is not kept."""
+        with self._lock:
+            self._keep_only(live)
+
+    def _keep_only(self, live: Mapping[Key, SeriesSelector | None]) -> None:
+        self._live = dict(live)
         for key, selector in live.items():
             if selector is None:
                 continue
@@ -239,12 +255,37 @@ class SeriesCache:
         exporter, an answer without data) are asked for again next tick, so the cache fills back as
         soon as Prometheus has them; at most the quality window is asked again, however long a
         series has been gone."""
+        with self._lock:
+            self._store(key, start, end, times, values, history=history)
+
+    def store_history(
+        self,
+        key: Key,
+        selector: SeriesSelector | None,
+        start: int,
+        end: int,
+        times: np.ndarray,
+        values: np.ndarray,
+    ) -> bool:
+        """`store` of a history read in the background, if `key` is still asked for with the
+        `selector` it was read with and has no history yet (a tick may have dropped the target or
+        changed its selector meanwhile); whether it was stored. Its range may end before what a
+        tick has stored since: those later points are kept."""
+        with self._lock:
+            if key in self._history or key not in self._live or self._live[key] != selector:
+                return False
+            self._store(key, start, end, times, values, history=True)
+            return True
+
+    def _store(
+        self, key: Key, start: int, end: int, times: np.ndarray, values: np.ndarray, *, history: bool
+    ) -> None:
         if history:
             self._history.add(key)
         points = self._points.setdefault(key, _Points())
         points.replace_range(start, end, times, values)
-        points.end = end
-        points.trim(end - self._keep_s(key))
+        points.end = max(points.end, end)
+        points.trim(points.end - self._keep_s(key))
         last = int(times[-1]) if len(times) else start
         floor = end - int(self.settings.quality_window_s)
         self._fetched_until[key] = max(last, floor, self._fetched_until.get(key, floor))
@@ -256,13 +297,14 @@ class SeriesCache:
         The seed read: it hands the history over, and the cache keeps only the last `cache_s` of it
         from then on, so a later call returns that much at most."""
         key = (ref, kind)
-        self._read.add(key)
-        points = self._points.get(key)
-        if points is None or len(points.times) == 0:
-            return None
-        series = regular_series(points.times, points.values, self.settings.step_s, name=kind.value)
-        points.trim(points.end - self._keep_s(key))
-        return series
+        with self._lock:
+            self._read.add(key)
+            points = self._points.get(key)
+            if points is None or len(points.times) == 0:
+                return None
+            series = regular_series(points.times, points.values, self.settings.step_s, name=kind.value)
+            points.trim(points.end - self._keep_s(key))
+            return series
 
     def _keep_s(self, key: Key) -> int:
         if key in self._read:
@@ -272,6 +314,10 @@ class SeriesCache:
     def latest(self, ref: TargetRef, kind: MetricKind, now: float, *, averaged: bool) -> Sample | None:
         """The latest point of `ref` for `kind` at `now`, or None when it is too old or too much of
         the quality window is missing; `averaged` says the point is a rate over the rate window."""
+        with self._lock:
+            return self._latest(ref, kind, now, averaged=averaged)
+
+    def _latest(self, ref: TargetRef, kind: MetricKind, now: float, *, averaged: bool) -> Sample | None:
         points = self._points.get((ref, kind))
         if points is None:
             return None

@@ -2,7 +2,9 @@
 
 Each tick it asks one range query per metric kind for all targets (kinds whose series each workload
 names: one per distinct selector), built by `autoscaler.sources.promql`. A target seen for the first
-time gets its history (`history_s`) in the same batched way; afterwards only the window since the last
+time gets its history (`history_s`) in the same batched way, a share of the new targets a tick (in
+the tick, or on a thread of the source's own with `background_history`; meanwhile it is read from the
+recent window); afterwards only the window since the last
 fetched point is asked for, with one step of overlap, and kept in the series cache (`cache.py`), from
 which the forecaster seeds its models (`recorded`, the history port, which hands a target's history
 over: the cache keeps only its last `cache_s` once it has been read). Long ranges are split into
@@ -27,12 +29,13 @@ for the recorder to tell their owners.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -56,6 +59,8 @@ from autoscaler.sources.promql import WORKLOAD_KIND_LABEL, QueryGroup, group_tar
 from autoscaler.stages import Rejected
 
 __all__ = ["FetchPurpose", "FetchRecord", "PrometheusSource"]
+
+log = logging.getLogger(__name__)
 
 # Prometheus' words in a rejection are cut to this many characters.
 _MAX_ERROR_CHARS = 200
@@ -181,6 +186,13 @@ class PrometheusSource:
 
     `sleep` is what waits between retries (tests pass a recorder so they never sleep); `on_query`
     hears of every HTTP query: its duration in seconds and whether it was answered.
+
+    With `background_history`, a tick never reads a history itself: it hands the share it would
+    have read (see `history_points_per_tick`) to a thread of the source's own, one share at a time
+    and at most one a tick, and goes on with the recent windows. A history read that fails or is
+    slow then costs no tick anything: its targets stay pending (decided reactively) and their
+    history is asked again on a later tick. Without it, the tick reads the share itself, and a
+    failure of that read fails the tick, as any other query's.
     """
 
     def __init__(
@@ -189,6 +201,7 @@ class PrometheusSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         on_query: Callable[[float, bool], None] | None = None,
+        background_history: bool = False,
     ) -> None:
         self.settings = settings
         self._transport = Transport(settings, sleep=sleep, on_query=on_query)
@@ -197,6 +210,11 @@ class PrometheusSource:
         self._last_fetches: tuple[FetchRecord, ...] = ()
         self._rejected: tuple[Rejected, ...] = ()
         self._most_in_flight = 0
+        self._reader: ThreadPoolExecutor | None = None
+        if background_history:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prometheus-history")
+        self._reading: Future[None] | None = None
+        self._closing = threading.Event()
 
     # --- public surface ---------------------------------------------------------------------------
 
@@ -218,7 +236,22 @@ class PrometheusSource:
         return self._most_in_flight
 
     def close(self) -> None:
+        self._closing.set()
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
         self._transport.close()
+
+    def wait_for_history(self, timeout_s: float) -> bool:
+        """Wait for the history read running in the background, if any, to end (stored or failed);
+        False if it still runs after `timeout_s`. For tests and for a clean stop."""
+        reading = self._reading
+        if reading is None:
+            return True
+        try:
+            reading.result(timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def rejected(self) -> tuple[Rejected, ...]:
         """Per target and kind, the workload's own selector that Prometheus rejected in the latest
@@ -235,7 +268,14 @@ class PrometheusSource:
             (ref, group.kind): group.selector for group in groups for ref in group.refs
         }
         self._cache.keep_only(live)
-        admitted = self._admit_history(groups, (end - history_start) // step + 1)
+        admitted: set[Key] = set()
+        if self._reader is None:
+            admitted = self._admit_history(groups, (end - history_start) // step + 1)
+        elif self._reading is None or self._reading.done():
+            share = self._admit_history(groups, (end - history_start) // step + 1)
+            if share:
+                history = self._history_jobs(groups, share, history_start, end)
+                self._reading = self._reader.submit(self._read_history, history)
         # Whose history is not read this tick is read from the recent window, as a known target is.
         recent = end - int(self.settings.quality_window_s)
         jobs: list[_Job] = []
@@ -291,7 +331,8 @@ class PrometheusSource:
 
     def pending(self, ref: TargetRef, kind: MetricKind) -> bool:
         """Whether the history of `ref` for `kind` is still to be read (see
-        `history_points_per_tick`); a rejected custom selector stays pending, and is asked again."""
+        `history_points_per_tick`): not yet, or being read in the background, or its read failed; a
+        rejected custom selector stays pending, and is asked again."""
         return not self._cache.has_history((ref, kind))
 
     def recorded(self, ref: TargetRef, kind: MetricKind) -> pd.Series | None:
@@ -356,6 +397,53 @@ class PrometheusSource:
             budget -= cost
         return admitted
 
+    def _history_jobs(
+        self, groups: Sequence[QueryGroup], share: set[Key], start: int, end: int
+    ) -> list[_Job]:
+        jobs = []
+        for group in groups:
+            refs = tuple(ref for ref in group.refs if (ref, group.kind) in share)
+            if refs:
+                jobs.append(_Job(FetchPurpose.HISTORY, group, refs, start, end))
+        return jobs
+
+    def _read_history(self, jobs: Sequence[_Job]) -> None:
+        """One share of histories, read on the background thread and stored as each group of
+        targets is answered. Whatever goes wrong is logged and leaves the targets not stored
+        pending, for a later tick to ask again: it must never end the thread."""
+        began = time.monotonic()
+        stored = points = 0
+        try:
+            for _, part, answer in self._fetch(jobs, stop=self._closing, tracked=False):
+                if isinstance(answer, PrometheusRejected):
+                    continue  # told by the tick's own read of the recent window
+                kind, selector = part.group.kind, part.group.selector
+                for ref in part.refs:
+                    times, values = answer.points.get(ref, (np.empty(0, np.int64), np.empty(0)))
+                    key = (ref, kind)
+                    if self._cache.store_history(key, selector, part.start, part.end, times, values):
+                        stored += 1
+                        points += len(times)
+        except PrometheusError as error:
+            if not self._closing.is_set():
+                log.warning(
+                    "history read failed; its targets are asked again next tick",
+                    extra={"event": "history_read_failed", "error": str(error), "stored": stored},
+                )
+            return
+        except Exception:
+            log.exception("history read failed", extra={"event": "history_read_failed"})
+            return
+        log.info(
+            "history read",
+            extra={
+                "event": "history_read",
+                "series": stored,
+                "points": points,
+                "seconds": round(time.monotonic() - began, 3),
+            },
+        )
+
     def _chunks(self, job: _Job) -> list[tuple[int, int]]:
         """[start, end] cut so that no query exceeds Prometheus' points per series nor
         `max_answer_points` over all of its series (estimated as one series per target)."""
@@ -415,19 +503,30 @@ class PrometheusSource:
 
     # --- fetching ---------------------------------------------------------------------------------
 
-    def _fetch(self, jobs: Sequence[_Job]) -> Iterator[tuple[int, _Job, _Answer | PrometheusRejected]]:
+    def _fetch(
+        self,
+        jobs: Sequence[_Job],
+        *,
+        stop: threading.Event | None = None,
+        tracked: bool = True,
+    ) -> Iterator[tuple[int, _Job, _Answer | PrometheusRejected]]:
         """Run every chunk of every job, `parallel_queries` at a time, and yield one answer per
         group of a job's targets (see `_parts`), with the job's index. The groups are asked for in
         waves (see `_waves`); a wave's answers go to the caller (which caches them) before the next
         wave is asked, so that no more than one wave's points are held beside the cache. A rejected
         query of a custom request selector becomes that group's answer; any other error stops the
-        chunks not yet started, and raises (what the caller has of earlier waves stays its own)."""
-        self._most_in_flight = 0
+        chunks not yet started, and raises (what the caller has of earlier waves stays its own).
+        `stop` set abandons the chunks not yet started the same way; `tracked` says whether the
+        fetch counts in `most_points_in_flight` (the tick's do, the background reads do not)."""
+        if tracked:
+            self._most_in_flight = 0
         abort = threading.Event()
         parallel = self.settings.parallel_queries
 
         def run(task: tuple[_Job, int, int]) -> _Chunk | PrometheusRejected:
             job, start, end = task
+            if stop is not None and stop.is_set():
+                abort.set()
             query = load_query(
                 job.group.kind,
                 job.refs,
@@ -479,7 +578,7 @@ class PrometheusSource:
                         for future in futures:
                             future.cancel()
                     del futures
-                answers = self._assemble(wave, tasks, results)
+                answers = self._assemble(wave, tasks, results, tracked)
                 yield from zip((j for j, _ in wave), (job for _, job in wave), answers, strict=True)
         finally:
             if pool is not None:
@@ -490,6 +589,7 @@ class PrometheusSource:
         wave: Sequence[_Part],
         tasks: Sequence[tuple[int, int, int]],
         results: list[_Chunk | PrometheusRejected],
+        tracked: bool,
     ) -> list[_Answer | PrometheusRejected]:
         """One answer per part of the wave, from its chunks' answers. Empties `results`, so that
         each target's parsed points are let go as soon as they are joined."""
@@ -510,7 +610,8 @@ class PrometheusSource:
                 pieces[p].setdefault(ref, []).append((times, values))
                 held += len(times)
         results.clear()
-        self._most_in_flight = max(self._most_in_flight, held)
+        if tracked:
+            self._most_in_flight = max(self._most_in_flight, held)
         answers: list[_Answer | PrometheusRejected] = []
         for p in range(len(wave)):
             if p in failed:
