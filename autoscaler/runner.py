@@ -12,6 +12,7 @@ leases, and returns.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -326,6 +327,9 @@ def run_controller(
             seconds=settings.lease.retry_period_s,
             max_instances=1,
             coalesce=True,
+            # A round the scheduler starts late (a busy process) still renews: dropping it would
+            # leave the Leases a retry period longer without renewal.
+            misfire_grace_time=max(1, math.ceil(settings.lease.retry_period_s)),
             next_run_time=first + timedelta(seconds=settings.lease.retry_period_s),
             id="lease",
         )

@@ -27,7 +27,9 @@ What it reads, and from where:
   whole history, is reported apart, as is the time until every workload had been decided once;
 * CPU per tick: utime + stime (``/proc/PID/stat``) of the process and of its session, where its
   model-fitting workers run, over the ticks it ran; also over the second half of the run alone;
-* skipped ticks: APScheduler's "maximum number of running instances" and "was missed by" lines;
+* skipped ticks: APScheduler's "maximum number of running instances" and "was missed by" lines
+  about the tick job; the same lines about the lease rounds (every retry period) are counted apart,
+  as lease rounds late or skipped;
 * peak RSS: ``VmHWM`` in ``/proc/PID/status``, and the largest sum of ``VmRSS`` over its session,
   and of ``Pss`` (``/proc/PID/smaps_rollup``: each page once, what the pod's memory limit counts;
   the fitting workers share much of their memory with the forkserver they are forked from);
@@ -133,6 +135,8 @@ FITTED = re.compile(r'^predictive_autoscaler_models\{[^}]*state="fitted"[^}]*\}\
 MODELS_GAUGE = "predictive_autoscaler_models"
 EXCEPTION_LINE = re.compile(r"\b\w*(Error|Exception|Warning): ")
 SKIPPED = ("maximum number of running instances", "was missed by")
+# The job an APScheduler line is about: `Execution of job "run_controller.<locals>.tick (trigger: …`.
+TICK_JOB_LINE = re.compile(r"\.tick \(trigger")
 WORKLOAD_WRITE = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)(/scale)?$")
 LEASE_PATH = re.compile(r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases(?:/([^/]+))?$")
 
@@ -573,6 +577,7 @@ class ProcessLog:
     # Acting ticks that went without metrics (Prometheus failed), and the causes they listed.
     ticks_without_metrics: int = 0
     metrics_causes: dict[str, int] = field(default_factory=dict)
+    lease_rounds_late: int = 0  # skipped or late lease rounds (APScheduler's lines about them)
 
 
 def epoch(stamp: str) -> float:
@@ -583,7 +588,7 @@ def read_log(index: int, path: Path) -> ProcessLog:
     ticks: list[Tick] = []
     decisions: list[tuple[float, str]] = []
     pending: set[str] = set()
-    skipped = failed = without_metrics = 0
+    skipped = failed = without_metrics = lease_late = 0
     causes: dict[str, int] = {}
     errors: list[str] = []
     for line in path.read_text(errors="replace").splitlines():
@@ -616,10 +621,13 @@ def read_log(index: int, path: Path) -> ProcessLog:
             failed += 1
             pending = set()
         elif any(fragment in message for fragment in SKIPPED):
-            skipped += 1
+            if TICK_JOB_LINE.search(message):
+                skipped += 1
+            else:
+                lease_late += 1
         elif entry.get("level") in ("error", "critical"):
             errors.append(message[:200])
-    return ProcessLog(ticks, decisions, skipped, failed, errors, without_metrics, causes)
+    return ProcessLog(ticks, decisions, skipped, failed, errors, without_metrics, causes, lease_late)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -758,6 +766,7 @@ class Result:
     ticks: int
     ticks_due: int
     skipped_ticks: int
+    lease_rounds_late: int
     failed_ticks: int
     # Acting ticks held without metrics (Prometheus failed), and the causes they listed, counted.
     ticks_without_metrics: int
@@ -1034,6 +1043,7 @@ def analyse(
             if log.ticks
         ),
         skipped_ticks=sum(log.skipped for log in logs),
+        lease_rounds_late=sum(log.lease_rounds_late for log in logs),
         failed_ticks=sum(log.failed_ticks for log in logs),
         ticks_without_metrics=sum(log.ticks_without_metrics for log in logs),
         ticks_without_metrics_by_cause=dict(sorted(causes.items())),
@@ -1196,6 +1206,7 @@ def print_table(results: Sequence[Result]) -> None:
             ),
             ("ticks done / due", f"{r.ticks} / {r.ticks_due}"),
             ("skipped ticks (scheduler), failed ticks", f"{r.skipped_ticks}, {r.failed_ticks}"),
+            ("lease rounds late or skipped (scheduler)", str(r.lease_rounds_late)),
             ("ticks held without metrics (Prometheus failed), by cause", _without_metrics(r)),
             (
                 "CPU per tick, whole run / second half",

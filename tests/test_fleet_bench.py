@@ -318,3 +318,22 @@ def test_a_run_with_its_metrics_has_no_ticks_held_without_them(tmp_path: Path) -
     assert result.ticks_without_metrics == 0
     assert result.ticks_without_metrics_by_cause == {}
     assert json.loads(json.dumps(asdict(result)))["ticks_without_metrics"] == 0
+
+
+def _scheduler_line(at: float, job: str, words: str) -> str:
+    message = f'Execution of job "run_controller.<locals>.{job} (trigger: interval[0:00:30])" {words}'
+    return json.dumps({"time": _stamp(at), "level": "warning", "message": message})
+
+
+def test_only_the_tick_job_s_scheduler_warnings_count_as_skipped_ticks(tmp_path: Path) -> None:
+    lines = [
+        *_tick(T0, [A]),
+        _scheduler_line(T0 + 1, "tick", "skipped: maximum number of running instances reached (1)"),
+        _scheduler_line(T0 + 2, "lease_round", "was missed by 0:00:01.2"),
+        _scheduler_line(T0 + 3, "lease_round", "skipped: maximum number of running instances"),
+        *_tick(T0 + 10, [A]),
+    ]
+    log = tmp_path / "replica-0-0.log"
+    log.write_text("\n".join(lines) + "\n")
+    read = fleet.read_log(0, log)
+    assert (read.skipped, read.lease_rounds_late) == (1, 2)
