@@ -220,7 +220,9 @@ def test_a_shard_handed_over_is_decided_at_once_not_an_interval_on(
     assert logged(first, "shards_gained") == []
     assert first.count('"event": "tick"') == 1, "losing a shard wakes nothing"
     for lines in (first, second):
-        assert "maximum number of running instances" not in "".join(lines.lines)
+        # About the tick job; a lease round on a busy machine may be late, which is not a tick.
+        skips = [line for line in lines.lines if "maximum number of running instances" in line]
+        assert not [line for line in skips if ".tick (trigger" in line]
 
 
 # --- fed by a real Prometheus ---------------------------------------------------------------------
